@@ -1,0 +1,261 @@
+"""Discovery: one Kubernetes Node dict in, one :class:`AcceleratorNode` (or a reason to skip it) out.
+
+Every label convention the field uses is read (NFD, NVIDIA GFD, Ascend legacy and ``huawei.com/npu.*``,
+Hygon ``dcu``/``hcu``, HAMi resource names); our own ``suanli.io/*`` labels win when present.  Bad input
+never raises: a node whose labels conflict or do not parse is returned as :class:`SkippedNode` with a
+reason naming the label and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from suanli.inventory import labels as L
+from suanli.inventory.models import VENDOR_BY_NAME, VENDORS, VendorProfile, canonical_model, family_of
+from suanli.inventory.node import AcceleratorNode, SkippedNode
+from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis, parse_quantity
+from suanli.inventory.settings import InventorySettings
+
+_BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+_LINK_DOMAINS = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|)\s*$", re.IGNORECASE)
+_MIB_PER_UNIT = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
+
+
+class _Skip(Exception):
+    """Raised inside discovery to turn a node into a SkippedNode; never escapes this module."""
+
+
+def discover(node: Mapping[str, Any], settings: InventorySettings) -> AcceleratorNode | SkippedNode | None:
+    """Normalise ``node``; None when it has no accelerator at all (a CPU node, not worth reporting)."""
+    meta = node.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    if not name:
+        raise ValueError("node has no metadata.name: pass the Node object as the API returns it")
+    try:
+        return _discover(name, node, settings)
+    except _Skip as skip:
+        return SkippedNode(name=name, reason=str(skip))
+
+
+def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -> AcceleratorNode | None:
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    node_labels: Mapping[str, str] = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    capacity = _counts(status.get("capacity") or {})
+    allocatable = _counts(status.get("allocatable") or {})
+
+    # Which vendor: the device plugin's resources are the ground truth the kubelet enforces.
+    by_resource: dict[str, str] = {}
+    for profile in VENDORS:
+        for advertised in sorted(set(capacity) | set(allocatable)):
+            if profile.is_card_resource(advertised) and max(capacity.get(advertised, 0),
+                                                            allocatable.get(advertised, 0)) > 0:
+                by_resource.setdefault(profile.name, advertised)
+    if len(by_resource) > 1:
+        found = ", ".join(f"{res} ({v})" for v, res in sorted(by_resource.items()))
+        raise _Skip(f"advertises cards of several vendors: {found}; one vendor per node is supported")
+    ours = node_labels.get(L.VENDOR)
+    if ours is not None and ours not in VENDOR_BY_NAME:
+        raise _Skip(f"label {L.VENDOR}={ours!r} is not one of {', '.join(VENDOR_BY_NAME)}")
+    by_label = [v.name for v in VENDORS if _has_vendor_labels(v, node_labels)]
+    if ours is not None and by_resource and ours not in by_resource:
+        (other,) = by_resource
+        raise _Skip(f"label {L.VENDOR}={ours} conflicts with resource {by_resource[other]} ({other}); "
+                    "fix the agent's label or the device plugin")
+    vendor_name = ours or next(iter(by_resource), None) or (by_label[0] if len(by_label) == 1 else None)
+    if vendor_name is None:
+        if len(by_label) > 1:
+            named = ", ".join(by_label)
+            raise _Skip(f"labels name several vendors ({named}) and no card resource says which")
+        return None
+    vendor = VENDOR_BY_NAME[vendor_name]
+    resource = by_resource.get(vendor_name)
+    if resource is None:
+        resource = _preferred_resource(vendor, capacity, allocatable)
+    if resource is None:
+        raise _Skip(f"labelled as {vendor_name} but advertises no card resource "
+                    f"({' / '.join(vendor.resources)}): is the device plugin running?")
+
+    cards = capacity.get(resource, allocatable.get(resource, 0))
+    free_cards = min(allocatable.get(resource, cards), cards)
+    declared = _int_label(node_labels, L.COUNT)
+    if declared is not None and declared != cards:
+        raise _Skip(f"label {L.COUNT}={declared} disagrees with capacity {resource}={cards}; "
+                    "the agent or the device plugin sees a different card count")
+    healthy = _int_label(node_labels, L.HEALTHY)
+    if healthy is not None:
+        if healthy > cards:
+            raise _Skip(f"label {L.HEALTHY}={healthy} exceeds the {cards} cards installed")
+        free_cards = min(free_cards, healthy)
+
+    model = _model(vendor, node_labels, resource)
+    family = family_of(vendor_name, model)
+    memory_mib = _int_label(node_labels, L.MEMORY_MIB)
+    if memory_mib is None:
+        memory_mib = _vendor_memory(vendor, node_labels)
+    if memory_mib is None:
+        memory_mib = family.memory_mib.get(model)
+
+    link_domains = _link_domains(node_labels, cards) or family.link_domains.get(cards) or (cards,)
+
+    def first(keys: tuple[str, ...]) -> str:
+        return next((node_labels[k] for k in keys if node_labels.get(k)), "")
+
+    try:
+        cpu = cpu_millis(allocatable_raw(status, "cpu"))
+        memory = bytes_of(allocatable_raw(status, "memory"))
+    except QuantityError as err:
+        raise _Skip(f"status.allocatable: {err}") from None
+
+    return AcceleratorNode(
+        name=name,
+        vendor=vendor_name,
+        model=model,
+        resource=resource,
+        cards=cards,
+        usable_cards=free_cards,
+        memory_mib=memory_mib,
+        link_domains=link_domains,
+        rack=first(settings.rack_labels),
+        zone=first(settings.zone_labels),
+        region=first(settings.region_labels),
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        schedulable=not (why := _why_unschedulable(spec, status, settings)),
+        why_unschedulable=why,
+        membw_gbs=_float_label(node_labels, L.MEMBW_GBS),
+        fma_tflops=_float_label(node_labels, L.FMA_TFLOPS),
+    )
+
+
+def allocatable_raw(status: Mapping[str, Any], resource: str) -> object:
+    """Allocatable if reported, else capacity, else zero (a node that reports nothing fits nothing)."""
+    for section in ("allocatable", "capacity"):
+        value = (status.get(section) or {}).get(resource)
+        if value is not None:
+            return value
+    return "0"
+
+
+def _counts(resources: Mapping[str, Any]) -> dict[str, int]:
+    """Card counts of the accelerator resources; other resources are parsed elsewhere or ignored."""
+    out: dict[str, int] = {}
+    for key, value in resources.items():
+        if not any(v.is_card_resource(key) for v in VENDORS):
+            continue
+        try:
+            amount = parse_quantity(value)
+        except QuantityError as err:
+            raise _Skip(f"resource {key}: {err}") from None
+        if amount != int(amount):
+            raise _Skip(f"resource {key}={value} is not a whole number of cards")
+        out[key] = int(amount)
+    return out
+
+
+def _preferred_resource(vendor: VendorProfile, capacity: Mapping[str, int],
+                        allocatable: Mapping[str, int]) -> str | None:
+    present = [r for r in (*capacity, *allocatable) if vendor.is_card_resource(r)]
+    return min(present, key=lambda r: (r not in vendor.resources, r)) if present else None
+
+
+def _has_vendor_labels(vendor: VendorProfile, node_labels: Mapping[str, str]) -> bool:
+    for key, value in vendor.presence_labels:
+        if key in node_labels and (value is None or node_labels[key].lower() == value):
+            return True
+    pci = vendor.pci_id
+    return any(
+        v.lower() == "true" and (k == L.NFD_PCI_PRESENT.format(pci_id=pci)
+                                 or (k.startswith("feature.node.kubernetes.io/pci-")
+                                     and k.endswith(f"_{pci}.present")))
+        for k, v in node_labels.items()
+    )
+
+
+def _model(vendor: VendorProfile, node_labels: Mapping[str, str], resource: str) -> str:
+    ours = node_labels.get(L.MODEL, "").strip()
+    if ours:
+        # Our agent writes canonical names; normalise anyway so "Ascend910b" and "910B" agree.
+        return canonical_model(vendor.name, ours) or ours
+    for key in vendor.model_labels:
+        raw = node_labels.get(key)
+        if raw and (model := canonical_model(vendor.name, raw)):
+            return model
+    # HAMi and renamed plugins put the model in the resource name (huawei.com/Ascend910B3).
+    suffix = resource.split("/", 1)[-1]
+    if suffix not in ("gpu", "npu", "dcu", "hcu", "dcunum", "hcunum"):
+        model = canonical_model(vendor.name, suffix)
+        if model:
+            return model
+    return "unknown"
+
+
+def _vendor_memory(vendor: VendorProfile, node_labels: Mapping[str, str]) -> int | None:
+    for key in vendor.memory_labels:
+        raw = node_labels.get(key)
+        if raw is None:
+            continue
+        match = _MEMORY.match(raw)
+        if match is None:
+            raise _Skip(f"label {key}={raw!r} is not a memory size such as 65536 (MiB) or 64G")
+        unit = match[2][:1].upper()
+        return int(float(match[1]) * _MIB_PER_UNIT[unit])
+    return None
+
+
+def _int_label(node_labels: Mapping[str, str], key: str) -> int | None:
+    raw = node_labels.get(key)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise _Skip(f"label {key}={raw!r} is not a non-negative whole number")
+    return int(raw)
+
+
+def _float_label(node_labels: Mapping[str, str], key: str) -> float | None:
+    raw = node_labels.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _Skip(f"label {key}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise _Skip(f"label {key}={raw!r} must be a finite, non-negative number")
+    return value
+
+
+def _link_domains(node_labels: Mapping[str, str], cards: int) -> tuple[int, ...] | None:
+    raw = node_labels.get(L.LINK_DOMAINS)
+    if raw is None:
+        return None
+    sizes: tuple[int, ...]
+    if match := _LINK_DOMAINS.match(raw):
+        sizes = (int(match[2]),) * int(match[1])
+    elif all(part.strip().isdigit() for part in raw.split("+")):
+        sizes = tuple(int(part) for part in raw.split("+"))
+    else:
+        raise _Skip(f"label {L.LINK_DOMAINS}={raw!r} is neither <domains>x<cards> (2x4) nor sizes (4+4)")
+    if sum(sizes) != cards or 0 in sizes:
+        raise _Skip(f"label {L.LINK_DOMAINS}={raw!r} describes {sum(sizes)} cards but the node has {cards}")
+    return sizes
+
+
+def _why_unschedulable(
+    spec: Mapping[str, Any], status: Mapping[str, Any], settings: InventorySettings
+) -> str:
+    if spec.get("unschedulable"):
+        return "cordoned"
+    if settings.require_ready:
+        ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+        if ready is not None and ready.get("status") != "True":
+            return "not Ready"
+    for taint in spec.get("taints") or ():
+        if taint.get("effect") in _BLOCKING_EFFECTS and taint.get("key") not in settings.tolerated_taints:
+            value = f"={taint['value']}" if taint.get("value") else ""
+            return f"tainted {taint.get('key')}{value}:{taint.get('effect')}"
+    return ""

@@ -1,0 +1,68 @@
+"""The normalised view of one accelerator node, whatever convention labelled it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suanli.topology import Level
+
+
+@dataclass(frozen=True, slots=True)
+class AcceleratorNode:
+    """What discovery learned about a node's cards and place; usage lives in the inventory, not here."""
+
+    name: str
+    vendor: str
+    """``nvidia``, ``huawei`` or ``hygon``."""
+    model: str
+    """Canonical model (``Ascend910B``, ``H100``, ``DCU-K100``) or ``unknown``."""
+    resource: str
+    """The extended resource the node advertises for whole cards (``huawei.com/Ascend910``...)."""
+    cards: int
+    """Cards installed (device-plugin capacity)."""
+    usable_cards: int
+    """Cards that may be handed out: allocatable, further capped by our agent's healthy count."""
+    memory_mib: int | None
+    """Memory per card; None when no label says and the model's datasheet value is unknown."""
+    link_domains: tuple[int, ...]
+    """Sizes of the in-node link domains (``(4, 4)`` for two HCCS rings); sums to ``cards``."""
+    rack: str
+    zone: str
+    region: str
+    """Label values of each level; ``""`` where unlabelled."""
+    cpu_millis: int
+    memory_bytes: int
+    """Allocatable CPU (millicores) and memory (bytes)."""
+    schedulable: bool
+    why_unschedulable: str
+    """Empty when schedulable; else ``cordoned``, ``not Ready`` or the taint that keeps our pods off."""
+    membw_gbs: float | None = None
+    fma_tflops: float | None = None
+    """Throughput our agent measured, when it did."""
+
+    @property
+    def rack_id(self) -> tuple[str, str, str]:
+        """Rack identity qualified by its zone and region; an unlabelled node is a rack of its own."""
+        return (self.region, self.zone, self.rack or "\0" + self.name)
+
+    @property
+    def zone_id(self) -> tuple[str, str]:
+        return (self.region, self.zone)
+
+    def domain(self, level: Level) -> str:
+        """The label value for ``level`` (the node name for NODE)."""
+        if level is Level.RACK:
+            return self.rack
+        if level is Level.ZONE:
+            return self.zone
+        if level is Level.REGION:
+            return self.region
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedNode:
+    """A node that looks like an accelerator node but whose labels or resources we cannot trust."""
+
+    name: str
+    reason: str
