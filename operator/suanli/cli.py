@@ -1,0 +1,104 @@
+"""The ``suanli`` command line: one subcommand per job (``suanli crd``, later ``run``, ``agent``...).
+
+Each subcommand is a ``(register, run)`` pair: ``register`` adds its arguments to a sub-parser and
+``run`` does the work and returns the exit status. Adding a subcommand is one more entry in
+``COMMANDS``; heavy imports stay inside ``run`` so ``suanli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    register: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --- suanli crd -----------------------------------------------------------------------------------
+
+
+def _crd_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only this kind (name, plural or short name; repeatable); default: every kind",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="write one <group>_<plural>.yaml per kind into DIR instead of printing",
+    )
+    where.add_argument(
+        "--check",
+        type=Path,
+        metavar="DIR",
+        help="exit 1 if the CRD files in DIR differ from the models (for CI)",
+    )
+
+
+def _crd_run(args: argparse.Namespace) -> int:
+    from .api import crd, kinds
+
+    try:
+        selected = [kinds.kind_info(k) for k in args.kind] if args.kind else list(kinds.KINDS)
+    except KeyError as exc:
+        print(f"suanli crd: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if args.check is not None:
+        stale = crd.stale_crds(args.check, selected)
+        for name in stale:
+            print(
+                f"suanli crd: {args.check / name} is out of date; regenerate with `make crds`",
+                file=sys.stderr,
+            )
+        return 1 if stale else 0
+    if args.output_dir is not None:
+        for path in crd.write_crds(args.output_dir, selected):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    sys.stdout.write(crd.render_yaml(crd.build_crd(info) for info in selected))
+    return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "crd",
+        "print (or write, or check) the CustomResourceDefinitions generated from the API models",
+        _crd_args,
+        _crd_run,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="suanli",
+        description="Suanli: one schedulable pool of Ascend NPUs, Hygon DCUs and NVIDIA GPUs for training.",
+    )
+    parser.add_argument("--version", action="version", version=f"suanli {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.register(command_parser)
+        command_parser.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``suanli`` script and ``python -m suanli``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args._run
+    return run(args)
