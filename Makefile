@@ -1,0 +1,50 @@
+# Suanli's entry points. The README's two commands are `make demo` and `make test`.
+PYTHON ?= python3
+CACHE  := .cache
+STAMP  := $(CACHE)/setup-$(shell cat pyproject.toml | sha256sum | cut -c1-12).stamp
+export PYTHONPATH := $(CURDIR)/operator
+
+.PHONY: setup tools test test-unit test-integration lint crds demo cluster-up cluster-down bench clean
+
+## setup: install Suanli (compiling kernels/) and the test tools; redone only when pyproject.toml changes
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	@mkdir -p $(CACHE)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+## tools: build the pinned control-plane binaries (cached under ~/.cache/suanli)
+tools:
+	hack/build-tools
+
+## test: lint, unit, kernel and integration tests (the integration tests start their own control plane)
+test: setup tools
+	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout=600
+
+test-unit: setup
+	$(PYTHON) -m pytest -q -m "not integration" --timeout=300
+
+test-integration: setup tools
+	$(PYTHON) -m pytest -q -m integration --timeout=600
+
+lint: setup
+	$(PYTHON) -m ruff check operator tests bench hack
+	$(PYTHON) -m mypy
+
+## crds: regenerate crds/ from the pydantic models (a test fails when they drift)
+crds: setup
+	$(PYTHON) -m suanli crd --output-dir crds
+
+## demo: local control plane, simulated heterogeneous fleet, the operator, sample jobs, a placement report
+demo: setup tools
+	$(PYTHON) hack/demo.py
+
+cluster-up: tools
+	@hack/cluster up
+
+cluster-down:
+	@hack/cluster down
+
+clean:
+	hack/cluster down || true
+	rm -rf build $(CACHE) .pytest_cache .mypy_cache .ruff_cache
