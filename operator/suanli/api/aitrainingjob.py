@@ -289,7 +289,6 @@ class ReplicaTemplate(ApiModel):
         "self.volumes.exists(v, v.name == m.name))",
         "every volumeMounts[].name must name a volume in template.volumes: add the volume or fix the name",
         field_path=".volumeMounts",
-        reason="FieldValueNotFound",
     )
     def _mounts_have_volumes(self) -> bool:
         names = {v.name for v in self.volumes}

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
@@ -144,13 +144,45 @@ class ApiModel(BaseModel):
             for name, r in self.__rules__
             if not getattr(self, name)()
         ]
+        broken.extend(self._duplicate_list_entries())
         if broken:
             raise RuleViolationError(broken)
         return self
 
+    def _duplicate_list_entries(self) -> list[Violation]:
+        """Enforce x-kubernetes-list-type set/map uniqueness in Python too, as the API server does."""
+        found: list[Violation] = []
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra
+            if not isinstance(extra, dict) or extra.get("x-kubernetes-list-type") not in ("set", "map"):
+                continue
+            key_names = extra.get("x-kubernetes-list-map-keys")
+            seen: set[Any] = set()
+            for i, item in enumerate(getattr(self, name)):
+                if isinstance(key_names, list) and isinstance(item, ApiModel):
+                    keys = [str(k) for k in key_names]
+                    key: Any = tuple(getattr(item, _attr(item, k)) for k in keys)
+                    what = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key, strict=True))
+                else:
+                    key, what = item, repr(item.value if isinstance(item, Enum) else item)
+                if key in seen:
+                    found.append(
+                        Violation(f".{field.alias or name}[{i}]", f"duplicate entry {what}: remove it")
+                    )
+                seen.add(key)
+        return found
+
     def to_wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase keys, unset optional fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _attr(model: ApiModel, alias: str) -> str:
+    """Python attribute name of the field ``alias`` names on the wire."""
+    for name, field in type(model).model_fields.items():
+        if alias in (name, field.alias):
+            return name
+    raise KeyError(alias)
 
 
 # --- reusable field types -------------------------------------------------------------------------

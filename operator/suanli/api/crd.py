@@ -38,6 +38,9 @@ _ALLOWED_KEYS = frozenset(
 )  # fmt: skip
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean"})
 _JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+_CEL_REASONS = frozenset(
+    {"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"}
+)
 _INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 
 
@@ -247,6 +250,10 @@ def _check(node: Any, path: str, problems: list[str], *, in_junctor: bool, under
             or not (r.get("message") or r.get("messageExpression"))
         ):
             problems.append(f"{where}.x-kubernetes-validations[{i}]: needs a rule and a message")
+        elif r.get("reason") is not None and r["reason"] not in _CEL_REASONS:
+            problems.append(
+                f"{where}.x-kubernetes-validations[{i}]: reason must be one of {sorted(_CEL_REASONS)}"
+            )
     under_rule = under_rule or bool(rules)
     if under_rule and not in_junctor and not opaque:
         if typ == "array" and "maxItems" not in node:

@@ -87,7 +87,8 @@ def _explain(model: type[BaseModel], err: Any, loc: tuple[Any, ...]) -> str:
             hint = " — known fields: " + ", ".join(known)
         return f"unknown field{hint}"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{msg} (got {_short(err.get('input'))})"
+    got = _short(err.get("input"))
+    return msg if got in msg else f"{msg} (got {got})"
 
 
 def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
