@@ -191,6 +191,10 @@ def _model(vendor: VendorProfile, node_labels: Mapping[str, str], resource: str)
         model = canonical_model(vendor.name, suffix)
         if model:
             return model
+    for key in vendor.family_labels:
+        raw = node_labels.get(key)
+        if raw and (model := canonical_model(vendor.name, raw)):
+            return model
     return "unknown"
 
 

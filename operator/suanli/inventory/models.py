@@ -32,6 +32,9 @@ class VendorProfile:
     """Labels carrying a model or product name, newest convention first."""
     memory_labels: tuple[str, ...]
     """Labels carrying memory per card (plain numbers are MiB; ``64G``/``64Gi`` are understood)."""
+    family_labels: tuple[str, ...] = ()
+    """Labels naming only a product family (``accelerator=huawei-Ascend910`` on 910A and 910B alike):
+    read after the resource name, which may be more precise (HAMi's ``huawei.com/Ascend910B3``)."""
 
     def is_card_resource(self, name: str) -> bool:
         return name in self.resources or self.resource_pattern.fullmatch(name) is not None
@@ -54,8 +57,9 @@ VENDORS: tuple[VendorProfile, ...] = (
         # HAMi's per-model names (Ascend910B3, Ascend910C); "-memory"/"-core" siblings are not cards.
         resource_pattern=re.compile(r"huawei\.com/Ascend(910|310)[A-Za-z0-9]*"),
         presence_labels=(("accelerator", None), ("huawei.com/npu.chip.name", None)),
-        model_labels=("huawei.com/npu.chip.name", "accelerator-type", "accelerator"),
+        model_labels=("huawei.com/npu.chip.name", "accelerator-type"),
         memory_labels=("huawei.com/npu.chip.memory",),
+        family_labels=("accelerator",),
     ),
     VendorProfile(
         name="hygon",
