@@ -1,0 +1,415 @@
+"""Gang + topology planner: place ``min_replicas``..``replicas`` replicas all at once, or explain why not.
+
+How it stays fast at 10,000 nodes: the inventory indexes nodes by (vendor, model) pool, so a candidate
+reads only its pool; each node is reduced to *how many replicas fit on it* (a cached function of its free
+link-domain shape, capped by free CPU/memory); nodes are summed per rack, racks per zone, zones per region;
+then domains are searched narrow to wide and a level is only searched if one of its domains can hold the
+gang.  No step enumerates nodes combinatorially.
+
+Objective, compared lexicographically (smaller is better):
+
+1. more replicas (the full count if any domain allowed by ``required_level`` holds it, else as many as
+   fit, never fewer than ``min_replicas``);
+2. the narrowest enclosing level: one node, one rack, one zone, one region, the cluster;
+3. inside it, fewest racks, then fewest zones, then fewest regions, then fewest nodes;
+4. best fit: least replica room left in the racks used (whole racks stay whole for the next gang);
+5. stable names, so the same inventory and request give the same answer.
+
+Racks are chosen by greedy-largest-first with a best-fit last pick, which is exact for the rack count.
+The zone count among rack-minimal choices is found exactly by enumerating zone sets when the enclosing
+domain has at most :data:`EXACT_ZONE_SEARCH` zones, and greedily (largest first, then dropping zones not
+needed) above that.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TypeVar
+
+from suanli.inventory import Inventory, NodeState, family_of
+from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Unplaceable
+from suanli.placement.rules import replicas_fitting, shape_problem, take_domains
+from suanli.topology import Level
+
+EXACT_ZONE_SEARCH = 10
+"""Largest number of zones whose subsets are enumerated exactly when a gang must span zones."""
+
+_MIB_PER_GIB = 1024
+T = TypeVar("T")
+RackId = tuple[str, str, str]
+ZoneId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A node that can take at least one replica of this request, and how many."""
+
+    state: NodeState
+    room: int
+    strict: bool
+    candidate: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    key: tuple[int, int, int, int, int, int, Hashable]
+    picks: tuple[tuple[_Slot, int], ...]
+    level: Level | None
+
+
+@dataclass
+class _PoolReport:
+    """Per (candidate, pool) counts kept for explanations; only read on the slow path."""
+
+    model: str
+    nodes: int = 0
+    unschedulable: int = 0
+    avoided: int = 0
+    low_memory: int = 0
+    short_cpu_memory: int = 0
+    shape: str | None = None
+
+
+def plan(inventory: Inventory, request: GangRequest) -> Placement | Unplaceable:
+    """Place ``request`` on ``inventory``'s free capacity, or say per candidate why it cannot."""
+    views = [_CandidateView(inventory, request, i, c) for i, c in enumerate(request.candidates)]
+    for need in dict.fromkeys((request.replicas, request.min_replicas)):
+        for view in views:
+            choice = view.best(need)
+            if choice is not None:
+                return _placement(request, choice)
+        if request.allow_mixing and len(views) > 1:
+            slots = [slot for view in views for pool in view.slots.values() for slot in pool]
+            choice = _search(slots, request.replicas, need, request.required_level, "mixed")
+            if choice is not None:
+                return _placement(request, choice)
+    reasons = tuple(view.explain() for view in views)
+    asked = ", ".join(c.describe() for c in request.candidates)
+    where = f" within one {request.required_level.label}" if request.required_level is not None else ""
+    summary = (f"{request.key}: no room for {request.min_replicas} of {request.replicas} replicas x "
+               f"{request.accelerators_per_replica} cards ({asked}){where}")
+    mixed: tuple[str, ...] = ()
+    if request.allow_mixing and len(views) > 1:
+        total = sum(s.room for view in views for pool in view.slots.values() for s in pool)
+        mixed = (f"combining all candidates gives room for {total} replicas in the cluster, "
+                 f"and fewer{where}",)
+    return Unplaceable(reasons=reasons, summary=summary, mixed_reasons=mixed)
+
+
+class _CandidateView:
+    """One candidate's nodes reduced to replica room, per (vendor, model) pool."""
+
+    def __init__(self, inventory: Inventory, request: GangRequest, index: int, candidate: Candidate) -> None:
+        self.inventory = inventory
+        self.request = request
+        self.index = index
+        self.candidate = candidate
+        self.reports: dict[str, _PoolReport] = {}
+        self.slots: dict[str, list[_Slot]] = {}
+        for vendor, model in inventory.pools():
+            if vendor == candidate.vendor and candidate.model in (None, model):
+                self.slots[model] = self._reduce(model)
+
+    def _reduce(self, model: str) -> list[_Slot]:
+        request, candidate = self.request, self.candidate
+        per_replica = request.accelerators_per_replica
+        family = family_of(candidate.vendor, model)
+        one_domain = request.required_level is Level.LINK_DOMAIN
+        min_mib = candidate.min_memory_gib * _MIB_PER_GIB if candidate.min_memory_gib is not None else None
+        report = self.reports[model] = _PoolReport(model=model)
+        shapes: dict[tuple[int, ...], str | None] = {}
+        fits: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        cpu, memory = request.cpu_millis, request.memory_bytes
+        slots: list[_Slot] = []
+        for state in self.inventory.pool(candidate.vendor, model).values():
+            node = state.node
+            report.nodes += 1
+            if not node.schedulable:
+                report.unschedulable += 1
+                continue
+            if node.name in request.avoid_nodes:
+                report.avoided += 1
+                continue
+            if min_mib is not None and (node.memory_mib is None or node.memory_mib < min_mib):
+                report.low_memory += 1
+                continue
+            layout = node.link_domains
+            if layout not in shapes:
+                shapes[layout] = shape_problem(family, model, node.cards, layout, per_replica)
+            if shapes[layout] is not None:
+                report.shape = shapes[layout]
+                continue
+            shape_key = (state.free, layout)
+            room = fits.get(shape_key)
+            if room is None:
+                room = fits[shape_key] = replicas_fitting(
+                    state.free, layout, per_replica, family.strict_link_domain, one_domain)
+            if room and cpu:
+                room = min(room, max(state.cpu_millis, 0) // cpu)
+            if room and memory:
+                room = min(room, max(state.memory_bytes, 0) // memory)
+            if room:
+                slots.append(_Slot(state, room, family.strict_link_domain, self.index))
+            elif fits[shape_key]:
+                report.short_cpu_memory += 1
+        return slots
+
+    def best(self, need: int) -> _Choice | None:
+        """The best choice over this candidate's pools ("then by best fit" across models)."""
+        choices = [
+            choice
+            for model, slots in sorted(self.slots.items())
+            if (choice := _search(slots, self.request.replicas, need, self.request.required_level, model))
+        ]
+        return min(choices, key=lambda c: (-len_replicas(c), c.key), default=None)
+
+    def explain(self) -> tuple[str, ...]:
+        request, candidate = self.request, self.candidate
+        what = candidate.describe()
+        memory = f", >= {candidate.min_memory_gib:g} GiB per card" if candidate.min_memory_gib else ""
+        where = f" within one {request.required_level.label}" if request.required_level is not None else ""
+        lines = [f"asked {request.replicas} replicas (at least {request.min_replicas}) x "
+                 f"{request.accelerators_per_replica} {what} cards{memory}, {request.cpu_millis}m CPU, "
+                 f"{request.memory_bytes // 2**20} MiB memory each{where}"]
+        if not self.slots:
+            present = sorted(m for v, m in self.inventory.pools() if v == candidate.vendor)
+            lines.append(f"no {what} nodes in the inventory" +
+                         (f" ({candidate.vendor} models present: {', '.join(present)})" if present else ""))
+            return tuple(lines)
+        for model, report in sorted(self.reports.items()):
+            if report.shape:
+                lines.append(report.shape)
+            for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
+                               (report.avoided, "on the job's avoid list"),
+                               (report.low_memory, f"below {candidate.min_memory_gib:g} GiB per card"),
+                               (report.short_cpu_memory, "short of CPU or memory for one replica")):
+                if count:
+                    lines.append(f"{count} of {report.nodes} {model} nodes are {why}")
+            slots = self.slots[model]
+            lines.extend(_largest(self.inventory, candidate.vendor, model, slots, request))
+        return tuple(lines)
+
+
+def len_replicas(choice: _Choice) -> int:
+    return sum(count for _, count in choice.picks)
+
+
+def _largest(inventory: Inventory, vendor: str, model: str, slots: Sequence[_Slot],
+             request: GangRequest) -> list[str]:
+    """The largest free shape per level: the domain with the most replica room, and its free cards."""
+    states = [s for s in inventory.pool(vendor, model).values() if s.node.schedulable]
+    room = {s.state.node.name: s.room for s in slots}
+    levels: list[tuple[str, Callable[[NodeState], Hashable], Callable[[NodeState], str]]] = [
+        ("node", lambda s: s.node.name, lambda s: s.node.name),
+        ("rack", lambda s: s.node.rack_id, lambda s: s.node.rack or f"(unlabelled, {s.node.name})"),
+        ("zone", lambda s: s.node.zone_id, lambda s: s.node.zone or "(unlabelled)"),
+        ("region", lambda s: s.node.region, lambda s: s.node.region or "(unlabelled)"),
+    ]
+    lines: list[str] = []
+    shown: list[str] = []
+    for level_name, key_of, name_of in levels:
+        totals: dict[Hashable, list[int]] = {}
+        names: dict[Hashable, str] = {}
+        for state in states:
+            key = key_of(state)
+            entry = totals.setdefault(key, [0, 0, 0])
+            entry[0] += room.get(state.node.name, 0)
+            entry[1] += state.free_cards
+            entry[2] += state.node.cards
+            names[key] = name_of(state)
+        if not totals:
+            break
+        best = max(totals, key=lambda k: (totals[k][0], totals[k][1], str(k)))
+        replicas, free, cards = totals[best]
+        shown.append(f"{level_name} {names[best]} has {free} of {cards} free {model} cards "
+                     f"(room for {replicas} replicas)")
+    total_room = sum(room.values())
+    lines.append("largest free: " + "; ".join(shown) + f"; cluster room for {total_room} replicas")
+    return lines
+
+
+def _search(slots: Sequence[_Slot], want: int, need: int, required: Level | None, tag: str) -> _Choice | None:
+    """The best choice of ``need``..``want`` replicas inside ``required``, or None."""
+    if not slots:
+        return None
+    racks: dict[RackId, list[_Slot]] = {}
+    for slot in slots:
+        racks.setdefault(slot.state.node.rack_id, []).append(slot)
+    rack_room = {rack: sum(s.room for s in members) for rack, members in racks.items()}
+    zones: dict[ZoneId, list[RackId]] = {}
+    for rack in racks:
+        zones.setdefault((rack[0], rack[1]), []).append(rack)
+    zone_room = {zone: sum(rack_room[r] for r in members) for zone, members in zones.items()}
+    regions: dict[str, list[ZoneId]] = {}
+    for zone in zones:
+        regions.setdefault(zone[0], []).append(zone)
+    region_room = {region: sum(zone_room[z] for z in members) for region, members in regions.items()}
+
+    widest: int = Level.REGION + 1 if required is None else max(required, Level.NODE)
+    room_by_widest = {
+        Level.NODE: max(s.room for s in slots),
+        Level.RACK: max(rack_room.values()),
+        Level.ZONE: max(zone_room.values()),
+        Level.REGION: max(region_room.values()),
+    }
+    best_room = room_by_widest.get(Level(widest), 0) if widest <= Level.REGION else sum(region_room.values())
+    target = min(want, best_room)
+    if target < need:
+        return None
+
+    def rack_choice(rack_ids: Iterable[RackId], level: Level | None, tie: Hashable) -> _Choice | None:
+        picked_racks = _pick([(rack_room[r], r, r) for r in rack_ids], target)
+        if picked_racks is None:
+            return None
+        picks: list[tuple[_Slot, int]] = []
+        for rack, count in picked_racks:
+            chosen = _pick([(s.room, s.state.node.name, s) for s in racks[rack]], count)
+            assert chosen is not None  # the rack's room is the sum of its nodes' room
+            picks.extend(chosen)
+        used = [r for r, _ in picked_racks]
+        key = (
+            Level.REGION + 1 if level is None else int(level),
+            len(used),
+            len({r[:2] for r in used}),
+            len({r[0] for r in used}),
+            len(picks),
+            sum(rack_room[r] for r in used) - target,
+            (tag, tie),
+        )
+        return _Choice(key=key, picks=tuple(picks), level=level)
+
+    # Node: the whole gang on one node.
+    if widest >= Level.NODE:
+        fitting = [s for s in slots if s.room >= target]
+        if fitting:
+            best = min(fitting, key=lambda s: (s.room - target, s.state.node.name))
+            key = (int(Level.NODE), 1, 1, 1, 1, best.room - target, (tag, best.state.node.name))
+            level = Level.LINK_DOMAIN if required is Level.LINK_DOMAIN else Level.NODE
+            return _Choice(key=key, picks=((best, target),), level=level)
+    if widest >= Level.RACK:
+        options = [c for r, room in rack_room.items() if room >= target
+                   if (c := rack_choice([r], Level.RACK, r))]
+        if options:
+            return min(options, key=lambda c: c.key)
+    if widest >= Level.ZONE:
+        options = [c for z, room in zone_room.items() if room >= target
+                   if (c := rack_choice(zones[z], Level.ZONE, z))]
+        if options:
+            return min(options, key=lambda c: c.key)
+    if widest >= Level.REGION:
+        options = [c for g, room in region_room.items() if room >= target
+                   if (c := rack_choice(_rack_set(regions[g], zones, rack_room, target), Level.REGION, g))]
+        if options:
+            return min(options, key=lambda c: c.key)
+    if widest > Level.REGION:
+        all_zones = [z for members in regions.values() for z in members]
+        return rack_choice(_rack_set(all_zones, zones, rack_room, target), None, "")
+    return None
+
+
+def _rack_set(zone_ids: Sequence[ZoneId], zones: dict[ZoneId, list[RackId]],
+              rack_room: dict[RackId, int], target: int) -> list[RackId]:
+    """Racks of the zones that reach ``target`` with the fewest racks, then fewest zones, then regions."""
+    every = sorted((rack_room[r] for z in zone_ids for r in zones[z]), reverse=True)
+    fewest = _prefix_count(every, target)
+    top_cache: dict[ZoneId, list[int]] = {z: sorted((rack_room[r] for r in zones[z]), reverse=True)[:fewest]
+                                          for z in zone_ids}
+
+    def reaches(chosen: Iterable[ZoneId]) -> bool:
+        merged = sorted((room for z in chosen for room in top_cache[z]), reverse=True)
+        return sum(merged[:fewest]) >= target
+
+    ordered = sorted(zone_ids)
+    chosen: list[ZoneId]
+    if len(ordered) <= EXACT_ZONE_SEARCH:
+        for size in range(1, len(ordered) + 1):
+            feasible = [combo for combo in combinations(ordered, size) if reaches(combo)]
+            if feasible:
+                chosen = list(min(feasible, key=lambda c: (len({z[0] for z in c}), _waste(c, top_cache,
+                                                                                        fewest, target), c)))
+                break
+        else:  # pragma: no cover - the whole domain reaches target by construction
+            chosen = ordered
+    else:
+        chosen = []
+        for zone in sorted(ordered, key=lambda z: (-sum(top_cache[z]), z)):
+            chosen.append(zone)
+            if reaches(chosen):
+                break
+        for zone in sorted(chosen, key=lambda z: (sum(top_cache[z]), z)):
+            rest = [z for z in chosen if z != zone]
+            if rest and reaches(rest):
+                chosen = rest
+    return [r for z in chosen for r in zones[z]]
+
+
+def _waste(chosen: Iterable[ZoneId], top: dict[ZoneId, list[int]], fewest: int, target: int) -> int:
+    merged = sorted((room for z in chosen for room in top[z]), reverse=True)[:fewest]
+    return sum(merged) - target
+
+
+def _prefix_count(descending: Sequence[int], target: int) -> int:
+    total = 0
+    for i, room in enumerate(descending, 1):
+        total += room
+        if total >= target:
+            return i
+    return len(descending)
+
+
+def _pick(items: Sequence[tuple[int, Hashable, T]], need: int) -> list[tuple[T, int]] | None:
+    """Fewest items whose weights reach ``need``: largest first, and the last pick the smallest that fits.
+
+    Returns (item, amount taken) pairs; every item but the last is taken whole.
+    """
+    order = sorted(items, key=lambda item: (-item[0], str(item[1])))
+    negated = [-weight for weight, _, _ in order]
+    picks: list[tuple[T, int]] = []
+    remaining = need
+    for i, (weight, _, item) in enumerate(order):
+        last_fitting = bisect_right(negated, -remaining, lo=i) - 1
+        if last_fitting >= i:
+            picks.append((order[last_fitting][2], remaining))
+            return picks
+        picks.append((item, weight))
+        remaining -= weight
+    return None
+
+
+def _placement(request: GangRequest, choice: _Choice) -> Placement:
+    picks = sorted(choice.picks, key=lambda p: (p[0].state.node.rack_id, p[0].state.node.name))
+    replicas: list[ReplicaPlacement] = []
+    for slot, count in picks:
+        node = slot.state.node
+        free = list(slot.state.free)
+        domains = {Level.RACK: node.rack, Level.ZONE: node.zone, Level.REGION: node.region}
+        for _ in range(count):
+            taken = take_domains(free, request.accelerators_per_replica, slot.strict, node.cards)
+            replicas.append(ReplicaPlacement(
+                index=len(replicas), node=node.name, resource=node.resource,
+                count=request.accelerators_per_replica, link_domains=taken, domains=domains,
+                vendor=node.vendor, model=node.model,
+            ))
+    nodes = [slot.state.node for slot, _ in picks]
+    span = {
+        Level.NODE: len({n.name for n in nodes}),
+        Level.RACK: len({n.rack_id for n in nodes}),
+        Level.ZONE: len({n.zone_id for n in nodes}),
+        Level.REGION: len({n.region for n in nodes}),
+    }
+    models = {(n.vendor, n.model) for n in nodes}
+    vendor, model = next(iter(models)) if len(models) == 1 else ("mixed", "mixed")
+    preferred = request.preferred_level
+    return Placement(
+        candidate_index=min(slot.candidate for slot, _ in picks),
+        vendor=vendor,
+        model=model,
+        replicas=tuple(replicas),
+        span=span,
+        level=choice.level,
+        preferred_met=preferred is None or (choice.level is not None and choice.level <= preferred),
+        leftover=choice.key[5],
+    )
