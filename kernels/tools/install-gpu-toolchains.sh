@@ -7,7 +7,8 @@ set -eu
 PYTHON=${PYTHON:-python3}
 
 if [ "${SUANLI_SKIP_CUDA:-0}" != 1 ]; then
-    "$PYTHON" -m pip install --quiet nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-crt
+    # cuobjdump lets the compile check prove sm_80/sm_90 SASS is embedded.
+    "$PYTHON" -m pip install --quiet nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-crt nvidia-cuda-cuobjdump
 fi
 
 if [ "${SUANLI_SKIP_HIP:-0}" != 1 ]; then
