@@ -59,6 +59,13 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("replicas-string", {"spec.replicas": "four"}, "spec.replicas", "integer"),
     ("replicas-absurd", {"spec.replicas": 10**9}, "spec.replicas", "less than or equal to 10000"),
     ("replicas-missing", {"spec.replicas": DELETE}, "spec.replicas", "required"),
+    (
+        "replicas-numeric-string",
+        {"spec.replicas": "4"},
+        "spec.replicas",
+        "integer",
+    ),  # as strict as the server
+    ("mixed-not-bool", {"spec.allowMixedVendors": "yes"}, "spec.allowMixedVendors", "boolean"),
     ("cards-too-many", {"spec.acceleratorsPerReplica": 65}, "spec.acceleratorsPerReplica", "64"),
     ("candidates-missing", {"spec.candidates": DELETE}, "spec.candidates", "required"),
     ("candidates-empty", {"spec.candidates": []}, "spec.candidates", "at least 1"),

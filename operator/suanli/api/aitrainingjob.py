@@ -329,7 +329,9 @@ class FailurePolicy(ApiModel):
     """Gang restarts allowed before the job fails; 3 rides out the odd flaky node without looping
     forever on a broken job."""
     restart_on: Annotated[list[RestartEvent], Field(max_length=len(RestartEvent))] = Field(
-        default_factory=_all_restart_events, json_schema_extra={"x-kubernetes-list-type": "set"}
+        default_factory=_all_restart_events,
+        # Stated in the schema too, so the API server stores (and kubectl shows) the policy in force.
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": [e.value for e in RestartEvent]},
     )
     """Events that restart the gang; any other failure fails the job at once. Default: all of
     PodFailed, NodeLost, AcceleratorUnhealthy and Preempted. An empty list never restarts."""

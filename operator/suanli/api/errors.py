@@ -7,8 +7,10 @@ path a user sees in their YAML (``spec.candidates[1].vendor``), all problems at 
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -54,7 +56,9 @@ def parse_object(model: type[_M], data: Any, *, root: str = "", what: str | None
             what or model.__name__, [FieldError(root, f"expected an object, got {type(data).__name__}")]
         )
     try:
-        return model.model_validate(data)
+        # Strict JSON validation types values the way the API server does: "4" is not an integer and
+        # "yes" is not a boolean, while enums and timestamps still arrive as strings.
+        return model.model_validate_json(json.dumps(data, default=_jsonable), strict=True)
     except ValidationError as exc:
         raise SpecError(what or _describe(model, data), field_errors(model, exc, root=root)) from None
 
@@ -117,6 +121,14 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def _join(root: str, loc: tuple[Any, ...]) -> str:
