@@ -184,7 +184,7 @@ class _CandidateView:
                 lines.append(report.shape)
             for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
                                (report.avoided, "on the job's avoid list"),
-                               (report.low_memory, f"below {candidate.min_memory_gib:g} GiB per card"),
+                               (report.low_memory, f"below {candidate.min_memory_gib or 0:g} GiB per card"),
                                (report.short_cpu_memory, "short of CPU or memory for one replica")):
                 if count:
                     lines.append(f"{count} of {report.nodes} {model} nodes are {why}")
@@ -386,11 +386,16 @@ def _placement(request: GangRequest, choice: _Choice) -> Placement:
         node = slot.state.node
         free = list(slot.state.free)
         domains = {Level.RACK: node.rack, Level.ZONE: node.zone, Level.REGION: node.region}
+        per_replica = request.accelerators_per_replica
+        if request.required_level is Level.LINK_DOMAIN:
+            # The whole gang shares one domain: the one with the most room, then the lowest index.
+            home = max(range(len(free)), key=lambda d: (free[d] // per_replica, -d))
+            free = [f if d == home else 0 for d, f in enumerate(free)]
         for _ in range(count):
-            taken = take_domains(free, request.accelerators_per_replica, slot.strict, node.cards)
+            taken = take_domains(free, per_replica, slot.strict, node.cards)
             replicas.append(ReplicaPlacement(
                 index=len(replicas), node=node.name, resource=node.resource,
-                count=request.accelerators_per_replica, link_domains=taken, domains=domains,
+                count=per_replica, link_domains=taken, domains=domains,
                 vendor=node.vendor, model=node.model,
             ))
     nodes = [slot.state.node for slot, _ in picks]
