@@ -39,6 +39,7 @@ typedef struct vendor_lib {
     void *handle;
     char path[512];   /* the file that loaded, or the names tried */
     char error[512];  /* why it did not load; empty when loaded */
+    int broken;       /* a candidate file exists but would not load (wrong arch, corrupt, missing deps) */
 } vendor_lib;
 
 /*

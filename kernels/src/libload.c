@@ -15,6 +15,7 @@ static int try_open(vendor_lib *lib, const char *file) {
         return 1;
     }
     const char *e = dlerror();
+    if (e && !strstr(e, "cannot open shared object file")) lib->broken = 1;
     /* Keep the first real failure (e.g. a broken library) rather than later "not found"s. */
     if (e && (!lib->error[0] || strstr(lib->error, "No such file"))) snprintf(lib->error, sizeof lib->error, "%s", e);
     return 0;

@@ -51,10 +51,10 @@ void mgmt_dcmi(probe_state *st, const char *lib_path) {
     if (!any) { r->status = "not_needed"; return; }
     vendor_lib lib;
     if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = "missing";
+        r->status = lib.broken ? "error" : "missing";
         snprintf(r->path, sizeof r->path, "%s", lib.path);
         snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, "no_management_library", "DCMI (libdcmi.so) not loadable; install the Ascend driver");
+        mark_all(st, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "DCMI (libdcmi.so) not loadable; install the Ascend driver");
         return;
     }
     snprintf(r->path, sizeof r->path, "%s", lib.path);

@@ -50,10 +50,10 @@ void mgmt_nvml(probe_state *st, const char *lib_path) {
     if (!has_vendor(st, VENDOR_NVIDIA)) { r->status = "not_needed"; return; }
     vendor_lib lib;
     if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = "missing";
+        r->status = lib.broken ? "error" : "missing";
         snprintf(r->path, sizeof r->path, "%s", lib.path);
         snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, VENDOR_NVIDIA, "no_management_library", "NVML (libnvidia-ml.so.1) not loadable; install the NVIDIA driver");
+        mark_all(st, VENDOR_NVIDIA, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "NVML (libnvidia-ml.so.1) not loadable; install the NVIDIA driver");
         return;
     }
     snprintf(r->path, sizeof r->path, "%s", lib.path);

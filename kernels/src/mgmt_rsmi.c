@@ -43,10 +43,10 @@ void mgmt_rsmi(probe_state *st, const char *lib_path) {
     if (!any) { r->status = "not_needed"; return; }
     vendor_lib lib;
     if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = "missing";
+        r->status = lib.broken ? "error" : "missing";
         snprintf(r->path, sizeof r->path, "%s", lib.path);
         snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, "no_management_library", "ROCm SMI (librocm_smi64.so) not loadable; install hyhal/DTK");
+        mark_all(st, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "ROCm SMI (librocm_smi64.so) not loadable; install hyhal/DTK");
         return;
     }
     snprintf(r->path, sizeof r->path, "%s", lib.path);

@@ -1,0 +1,47 @@
+"""Helpers shared by the kernel tests: paths, CMake builds, fixture facts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KERNELS = REPO / "kernels"
+FIXTURES = REPO / "tests" / "fixtures" / "sysfs"
+FAKES_SRC = Path(__file__).resolve().parent / "fakes"
+BUILD_ROOT = REPO / "build"
+
+VENDOR_FAKES = {
+    "nvml": ("fake_nvml.c", "libnvidia-ml.so.1"),
+    "dcmi": ("fake_dcmi.c", "libdcmi.so"),
+    "rsmi": ("fake_rsmi.c", "librocm_smi64.so"),
+    "acl": ("fake_acl.c", "libascendcl.so"),
+}
+VARIANTS = {"healthy": [], "init_fails": ["-DFAKE_INIT_FAILS"], "omit_required": ["-DFAKE_OMIT_REQUIRED"]}
+
+
+def cmake_build(build_dir: Path, *options: str, target: str | None = None) -> None:
+    """Configures and builds kernels/ into build_dir (incremental: cheap when up to date)."""
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    if not (build_dir / "CMakeCache.txt").exists():
+        subprocess.run(["cmake", "-S", str(KERNELS), "-B", str(build_dir), *gen, *options],
+                       check=True, capture_output=True, text=True)
+    cmd = ["cmake", "--build", str(build_dir), "--parallel", "2"]
+    if target:
+        cmd += ["--target", target]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"build of {build_dir} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def fixture_bdfs(tree: str, vendor_id: str) -> list[str]:
+    """Accelerator BDFs in a fixture tree, as the fake drivers should report them."""
+    devices = FIXTURES / tree / "bus" / "pci" / "devices"
+    accelerator_classes = {"0x03", "0x12"}
+    return sorted(
+        p.name
+        for p in devices.iterdir()
+        if (p / "vendor").read_text().strip() == vendor_id
+        and (p / "class").read_text().strip()[:4] in accelerator_classes
+    )
