@@ -25,23 +25,35 @@ _VENDORS: tuple[dict[str, Any], ...] = (
         "vendor": "huawei",
         "model": "Ascend910B",
         "resource": "huawei.com/Ascend910",
-        "labels": {"accelerator": "huawei-Ascend910", "accelerator-type": "module-910b-8",
-                   "host-arch": "huawei-arm", "feature.node.kubernetes.io/pci-19e5.present": "true"},
+        "labels": {
+            "accelerator": "huawei-Ascend910",
+            "accelerator-type": "module-910b-8",
+            "host-arch": "huawei-arm",
+            "feature.node.kubernetes.io/pci-19e5.present": "true",
+        },
     },
     {
         "vendor": "nvidia",
         "model": "H100",
         "resource": "nvidia.com/gpu",
-        "labels": {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-                   "nvidia.com/gpu.count": "8", "nvidia.com/gpu.memory": "81559",
-                   "feature.node.kubernetes.io/pci-10de.present": "true"},
+        "labels": {
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            "nvidia.com/gpu.count": "8",
+            "nvidia.com/gpu.memory": "81559",
+            "feature.node.kubernetes.io/pci-10de.present": "true",
+        },
     },
     {
         "vendor": "hygon",
         "model": "DCU-K100-AI",
         "resource": "hygon.com/hcu",
-        "labels": {"hygon.com/hcu": "true", "hygon.com/hcu.name": "K100_AI", "hygon.com/hcu.vram": "64G",
-                   "feature.node.kubernetes.io/pci-1d94.present": "true"},
+        "labels": {
+            "hygon.com/hcu": "true",
+            "hygon.com/hcu.name": "K100_AI",
+            "hygon.com/hcu.vram": "64G",
+            "feature.node.kubernetes.io/pci-1d94.present": "true",
+        },
     },
 )
 
@@ -53,8 +65,9 @@ class Fleet:
     model_of_rack: dict[str, str] = field(default_factory=dict)
 
 
-def node_dict(name: str, vendor_index: int, rack: str, zone: str, region: str,
-              cards: int = CARDS_PER_NODE) -> dict[str, Any]:
+def node_dict(
+    name: str, vendor_index: int, rack: str, zone: str, region: str, cards: int = CARDS_PER_NODE
+) -> dict[str, Any]:
     """One Node as the API returns it, labelled by its vendor's conventions plus rack/zone/region."""
     spec = _VENDORS[vendor_index]
     labels = {
@@ -78,8 +91,16 @@ def node_dict(name: str, vendor_index: int, rack: str, zone: str, region: str,
     }
 
 
-def pod_dict(namespace: str, name: str, node: str | None, resource: str, cards: int,
-             cpu: str = "8", memory: str = "64Gi", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def pod_dict(
+    namespace: str,
+    name: str,
+    node: str | None,
+    resource: str,
+    cards: int,
+    cpu: str = "8",
+    memory: str = "64Gi",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A running pod bound to ``node`` holding ``cards`` of ``resource`` (any scheduler's)."""
     return {
         "apiVersion": "v1",
@@ -87,18 +108,29 @@ def pod_dict(namespace: str, name: str, node: str | None, resource: str, cards: 
         "metadata": {"namespace": namespace, "name": name, "annotations": annotations or {}},
         "spec": {
             "nodeName": node,
-            "containers": [{"name": "main", "resources": {
-                "requests": {"cpu": cpu, "memory": memory, resource: str(cards)},
-                "limits": {resource: str(cards)},
-            }}],
+            "containers": [
+                {
+                    "name": "main",
+                    "resources": {
+                        "requests": {"cpu": cpu, "memory": memory, resource: str(cards)},
+                        "limits": {resource: str(cards)},
+                    },
+                }
+            ],
         },
         "status": {"phase": "Running" if node else "Pending"},
     }
 
 
-def generate_fleet(nodes: int, *, occupancy: float = 0.6, seed: int = 0,
-                   nodes_per_rack: int = NODES_PER_RACK, racks_per_zone: int = RACKS_PER_ZONE,
-                   regions: int = REGIONS) -> Fleet:
+def generate_fleet(
+    nodes: int,
+    *,
+    occupancy: float = 0.6,
+    seed: int = 0,
+    nodes_per_rack: int = NODES_PER_RACK,
+    racks_per_zone: int = RACKS_PER_ZONE,
+    regions: int = REGIONS,
+) -> Fleet:
     """``nodes`` nodes, a third each Ascend 910B x8, H100 x8, Hygon K100-AI x8, in homogeneous racks.
 
     ``nodes_per_rack`` nodes per rack, ``racks_per_zone`` racks per zone, zones split evenly over
@@ -119,7 +151,9 @@ def generate_fleet(nodes: int, *, occupancy: float = 0.6, seed: int = 0,
         fleet.model_of_rack[rack] = _VENDORS[vendor_index]["model"]
         fleet.nodes.append(node_dict(name, vendor_index, rack, zone, region))
         for j, cards in enumerate(_occupy(rng, occupancy)):
-            fleet.pods.append(pod_dict("busy", f"{name}-{j}", name, _VENDORS[vendor_index]["resource"], cards))
+            fleet.pods.append(
+                pod_dict("busy", f"{name}-{j}", name, _VENDORS[vendor_index]["resource"], cards)
+            )
     return fleet
 
 
