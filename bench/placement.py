@@ -30,6 +30,7 @@ sys.path[:0] = [
 from fleet import generate_fleet, pod_dict  # noqa: E402
 from suanli.inventory import Inventory, NodeState  # noqa: E402
 from suanli.placement import Candidate, GangRequest, Placement, plan  # noqa: E402
+from suanli.topology import Level  # noqa: E402
 
 POOLS = {
     "huawei": ("Ascend910B", "huawei.com/Ascend910"),
@@ -148,10 +149,10 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
     }
     if isinstance(outcome, Placement):
         result.update(
-            span_nodes=outcome.span[_level("NODE")],
-            span_racks=outcome.span[_level("RACK")],
-            span_zones=outcome.span[_level("ZONE")],
-            span_regions=outcome.span[_level("REGION")],
+            span_nodes=outcome.span[Level.NODE],
+            span_racks=outcome.span[Level.RACK],
+            span_zones=outcome.span[Level.ZONE],
+            span_regions=outcome.span[Level.REGION],
             level=outcome.level.label if outcome.level is not None else "cluster",
         )
     else:
@@ -196,8 +197,10 @@ def main() -> None:
 
     sizes = [args.nodes] if args.nodes else [1000, 10000]
     gangs = [args.gang] if args.gang else [1, 8, 64, 512]
-    print("| nodes | gang | cards/replica | placed | p50 ms | p99 ms | peak MiB "
-          "| level | racks (bound) | zones (bound) |")
+    print(
+        "| nodes | gang | cards/replica | placed | p50 ms | p99 ms | peak MiB "
+        "| level | racks (bound) | zones (bound) |"
+    )
     print("|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|")
     events = []
     for size in sizes:

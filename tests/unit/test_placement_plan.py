@@ -253,3 +253,24 @@ def test_bad_requests_name_the_field(kwargs: dict[str, object], field: str) -> N
         GangRequest(**{**base, **kwargs})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="vendor 'amd'"):
         Candidate("amd")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "selects"),
+    [
+        ("Ascend910B", True),
+        ("ascend910b", True),
+        ("910B3", True),
+        ("Ascend910", False),
+        ("Ascend910C", False),
+    ],
+)
+def test_job_model_names_are_normalised_before_matching(wanted: str, selects: bool) -> None:
+    inventory = inventory_of(vendor_node("a"))
+    assert isinstance(plan(inventory, gang(1, model=wanted)), Placement) is selects
+
+
+def test_a_model_selects_its_suffixed_variants() -> None:
+    inventory = inventory_of(vendor_node("k", vendor="hygon"))  # hcu.name=K100_AI -> DCU-K100-AI
+    assert placed(inventory, gang(1, vendor="hygon", model="K100")).model == "DCU-K100-AI"
+    assert isinstance(plan(inventory, gang(1, vendor="hygon", model="Z100")), Unplaceable)

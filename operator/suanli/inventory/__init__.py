@@ -18,7 +18,15 @@ Label and annotation names are in :mod:`suanli.inventory.labels`; vendor and mod
 
 from suanli.inventory.inventory import Inventory, NodeState, Pool
 from suanli.inventory.labels import LINK_DOMAIN_ANNOTATION
-from suanli.inventory.models import FAMILIES, VENDORS, ModelFamily, VendorProfile, canonical_model, family_of
+from suanli.inventory.models import (
+    FAMILIES,
+    VENDORS,
+    ModelFamily,
+    VendorProfile,
+    canonical_model,
+    family_of,
+    model_matches,
+)
 from suanli.inventory.node import AcceleratorNode, SkippedNode
 from suanli.inventory.pods import PodUsage, format_link_domains, parse_link_domains
 from suanli.inventory.settings import InventorySettings
@@ -39,5 +47,6 @@ __all__ = [
     "canonical_model",
     "family_of",
     "format_link_domains",
+    "model_matches",
     "parse_link_domains",
 ]

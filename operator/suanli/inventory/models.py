@@ -189,3 +189,17 @@ def canonical_model(vendor: str, raw: str) -> str | None:
             return None
         return "DCU-" + found["model"].upper() + ("-AI" if found["ai"] else "")
     return None
+
+
+def model_matches(vendor: str, wanted: str | None, model: str) -> bool:
+    """Does a job's model name select an inventory model?  None selects every model of the vendor.
+
+    Both sides are normalised first, so ``ascend910b``, ``910B3`` and ``Ascend910B`` all select
+    ``Ascend910B`` and ``K100`` selects ``DCU-K100``; a name also selects its suffixed variants
+    (``DCU-K100`` selects ``DCU-K100-AI``).  Distinct chips never match (``Ascend910`` is not ``Ascend910B``).
+    """
+    if wanted is None:
+        return True
+    canonical = (canonical_model(vendor, wanted) or wanted).lower()
+    have = model.lower()
+    return have == canonical or have.startswith(canonical + "-")

@@ -30,6 +30,7 @@ from itertools import combinations
 from typing import TypeVar
 
 from suanli.inventory import Inventory, NodeState, family_of
+from suanli.inventory.models import model_matches
 from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Unplaceable
 from suanli.placement.rules import replicas_fitting, shape_problem, take_domains
 from suanli.topology import Level
@@ -110,7 +111,7 @@ class _CandidateView:
         self.reports: dict[str, _PoolReport] = {}
         self.slots: dict[str, list[_Slot]] = {}
         for vendor, model in inventory.pools():
-            if vendor == candidate.vendor and candidate.model in (None, model):
+            if vendor == candidate.vendor and model_matches(vendor, candidate.model, model):
                 self.slots[model] = self._reduce(model)
 
     def _reduce(self, model: str) -> list[_Slot]:

@@ -16,7 +16,9 @@ class Candidate:
     vendor: str
     """``nvidia``, ``huawei`` or ``hygon``."""
     model: str | None = None
-    """Canonical model (``Ascend910B``, ``H100``...); None = any model of the vendor (one per job)."""
+    """Model name (``Ascend910B``, ``H100``, ``K100``...), matched after normalisation and including
+    suffixed variants (see :func:`suanli.inventory.models.model_matches`); None = any model of the vendor
+    (still one model per job unless mixing is allowed)."""
     min_memory_gib: float | None = None
     """Smallest acceptable memory per card."""
 
