@@ -76,7 +76,9 @@ def library_path() -> Path:
     if env:
         path = Path(env)
         if not path.is_file():
-            raise KernelsUnavailableError(f"{LIBRARY_ENV}={env} does not exist; build kernels/ with CMake or unset it")
+            raise KernelsUnavailableError(
+                f"{LIBRARY_ENV}={env} does not exist; build kernels/ with CMake or unset it"
+            )
         return path
     path = Path(__file__).resolve().parent / "_lib" / LIBRARY_NAME
     if not path.is_file():
@@ -254,7 +256,8 @@ def parse_probe(report: dict[str, Any]) -> ProbeReport:
         topology=Topology(
             numa_nodes={int(k): tuple(v) for k, v in topo["numa_nodes"].items()},
             pcie_switches=tuple(
-                PcieSwitch(s["upstream_port"], s["root_complex"], tuple(s["devices"])) for s in topo["pcie_switches"]
+                PcieSwitch(s["upstream_port"], s["root_complex"], tuple(s["devices"]))
+                for s in topo["pcie_switches"]
             ),
             link_domains=tuple(LinkDomain(x["type"], tuple(x["devices"])) for x in topo["link_domains"]),
         ),
@@ -359,7 +362,9 @@ def version() -> str:
 
 def _summary(report: dict[str, Any]) -> str:
     if report.get("kind") == "bench":
-        lines = [f"{report['backend']}: {report['status']}" + (f" ({report['error']})" if report["error"] else "")]
+        lines = [
+            f"{report['backend']}: {report['status']}" + (f" ({report['error']})" if report["error"] else "")
+        ]
         for d in report["devices"]:
             lines.append(
                 f"  [{d['index']}] {d.get('name') or ''}: copy {d['copy_gbs']} GB/s, triad {d['triad_gbs']} GB/s, "

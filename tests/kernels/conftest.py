@@ -6,17 +6,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kernels_support import BUILD_ROOT, FAKES_SRC, VARIANTS, VENDOR_FAKES, cmake_build
-
-
-@dataclass(frozen=True)
-class Kernels:
-    lib: Path
-    cli: Path
+from kernels_support import BUILD_ROOT, FAKES_SRC, VARIANTS, VENDOR_FAKES, Kernels, cmake_build
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,7 +56,14 @@ def fake_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Clean fake-driver environment; tests set SUANLI_FAKE_* through the returned monkeypatch."""
-    for var in ("SUANLI_FAKE_BDFS", "SUANLI_FAKE_FAIL_BDF", "SUANLI_FAKE_ECC_BDF", "SUANLI_FAKE_ALARM_BDF",
-                "SUANLI_FAKE_CORRUPT", "SUANLI_FAKE_NPUS", "SUANLI_VENDOR_LIB_PATH"):
+    for var in (
+        "SUANLI_FAKE_BDFS",
+        "SUANLI_FAKE_FAIL_BDF",
+        "SUANLI_FAKE_ECC_BDF",
+        "SUANLI_FAKE_ALARM_BDF",
+        "SUANLI_FAKE_CORRUPT",
+        "SUANLI_FAKE_NPUS",
+        "SUANLI_VENDOR_LIB_PATH",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield monkeypatch

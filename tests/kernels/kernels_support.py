@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +26,12 @@ def cmake_build(build_dir: Path, *options: str, target: str | None = None) -> No
     """Configures and builds kernels/ into build_dir (incremental: cheap when up to date)."""
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     if not (build_dir / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(KERNELS), "-B", str(build_dir), *gen, *options],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["cmake", "-S", str(KERNELS), "-B", str(build_dir), *gen, *options],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     cmd = ["cmake", "--build", str(build_dir), "--parallel", "2"]
     if target:
         cmd += ["--target", target]
@@ -45,3 +50,11 @@ def fixture_bdfs(tree: str, vendor_id: str) -> list[str]:
         if (p / "vendor").read_text().strip() == vendor_id
         and (p / "class").read_text().strip()[:4] in accelerator_classes
     )
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """A built kernels library and the C command next to it."""
+
+    lib: Path
+    cli: Path

@@ -12,7 +12,11 @@ from typing import Any
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "kernels" / "probe.schema.json"
 
 _TYPES = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
 }
 
 

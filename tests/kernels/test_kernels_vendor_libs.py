@@ -17,7 +17,9 @@ def _probe(tree: str, libs: Path) -> kprobe.ProbeReport:
     return report
 
 
-def test_nvml_fills_memory_driver_and_nvswitch_domain(fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch) -> None:
+def test_nvml_fills_memory_driver_and_nvswitch_domain(
+    fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch
+) -> None:
     r = _probe("h100-8", fake_libs["healthy"])
     assert r.versions["nvidia_driver"] == "580.65.06"
     assert {(d.status, d.health) for d in r.devices} == {("ok", "ok")}
@@ -64,7 +66,9 @@ def test_nvml_unusable_library_marks_devices(
     assert all(detail in (d.status_detail or "") for d in r.devices)
 
 
-def test_dcmi_fills_hbm_health_and_hccs_mesh(fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch) -> None:
+def test_dcmi_fills_hbm_health_and_hccs_mesh(
+    fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch
+) -> None:
     fake_driver.setenv("SUANLI_FAKE_BDFS", ",".join(fixture_bdfs("ascend910b-8", "0x19e5")))
     fake_driver.setenv("SUANLI_FAKE_ALARM_BDF", "0000:41:00.0")
     fake_driver.setenv("SUANLI_FAKE_FAIL_BDF", "0000:61:00.0")
@@ -74,7 +78,9 @@ def test_dcmi_fills_hbm_health_and_hccs_mesh(fake_libs: dict[str, Path], fake_dr
     assert by["0000:01:00.0"].memory_total_bytes == 64 << 30
     assert by["0000:01:00.0"].health == "ok"
     assert by["0000:41:00.0"].health == "failed"
-    assert by["0000:61:00.0"].status == "error" and "dcmi_get_device_health" in (by["0000:61:00.0"].status_detail or "")
+    assert by["0000:61:00.0"].status == "error" and "dcmi_get_device_health" in (
+        by["0000:61:00.0"].status_detail or ""
+    )
     assert len(by["0000:01:00.0"].links) == 7, "910B: full HCCS mesh"
     assert [(d.type, len(d.devices)) for d in r.topology.link_domains] == [("hccs", 8)]
 
@@ -93,7 +99,9 @@ def test_dcmi_missing_required_symbol(fake_libs: dict[str, Path], fake_driver: p
     assert dcmi.status == "error" and "dcmi_get_device_pcie_info" in (dcmi.detail or "")
 
 
-def test_rocm_smi_fills_memory_and_xgmi_groups(fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch) -> None:
+def test_rocm_smi_fills_memory_and_xgmi_groups(
+    fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch
+) -> None:
     fake_driver.setenv("SUANLI_FAKE_BDFS", ",".join(fixture_bdfs("dcu-8", "0x1d94")))
     fake_driver.setenv("SUANLI_FAKE_FAIL_BDF", "0000:b3:00.0")
     r = _probe("dcu-8", fake_libs["healthy"])
@@ -127,7 +135,9 @@ def test_ascend_bandwidth_through_acl(fake_libs: dict[str, Path], fake_driver: p
     assert [d["verified"] for d in r["devices"]] == [True, True]
 
 
-def test_ascend_corrupt_copy_reports_no_number(fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch) -> None:
+def test_ascend_corrupt_copy_reports_no_number(
+    fake_libs: dict[str, Path], fake_driver: pytest.MonkeyPatch
+) -> None:
     fake_driver.setenv("SUANLI_FAKE_CORRUPT", "1")
     fake_driver.setenv("SUANLI_FAKE_NPUS", "1")
     opts = kprobe.BenchOptions(budget_s=0.05, array_bytes=1 << 20, lib_path=str(fake_libs["healthy"]))
