@@ -168,3 +168,14 @@ def test_incremental_updates_equal_a_rebuild_from_the_final_objects(script: list
         state = live.state(name)
         assert state is not None
         assert all(0 <= f <= size for f, size in zip(state.free, state.node.link_domains, strict=True))
+
+
+def test_heartbeats_change_nothing_and_real_changes_are_seen() -> None:
+    item = vendor_node("n1")
+    inventory = inventory_of(item)
+    before = inventory.generation
+    inventory.upsert_node(vendor_node("n1"))  # same content, new dict: a kubelet heartbeat
+    assert inventory.generation == before
+    inventory.upsert_node(vendor_node("n1", unschedulable=True))
+    state = inventory.state("n1")
+    assert inventory.generation > before and state is not None and not state.node.schedulable

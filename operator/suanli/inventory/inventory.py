@@ -7,7 +7,7 @@ Nodes are also indexed by (vendor, model) pool so the planner reads only the poo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ class Inventory:
         self._pods: dict[PodKey, PodUsage] = {}
         self._by_node: dict[str, dict[PodKey, PodUsage]] = {}
         self._pools: dict[Pool, dict[str, NodeState]] = {}
+        self._fingerprints: dict[str, Hashable] = {}
         self.generation = 0
         """Bumped on every change that can alter free capacity; lets callers cache plans."""
 
@@ -68,8 +69,12 @@ class Inventory:
 
     def upsert_node(self, node: Mapping[str, Any]) -> None:
         """Add or refresh a node from its Kubernetes dict; a node we cannot read is recorded as skipped."""
+        name = str((node.get("metadata") or {}).get("name") or "")
+        fingerprint = _fingerprint(node)
+        if name and self._fingerprints.get(name) == fingerprint:
+            return  # a kubelet heartbeat: nothing discovery reads has changed
         found = discover(node, self.settings)
-        name = str(node["metadata"]["name"])
+        self._fingerprints[name] = fingerprint
         self._drop_state(name)
         self._skipped.pop(name, None)
         if isinstance(found, SkippedNode):
@@ -80,6 +85,7 @@ class Inventory:
 
     def remove_node(self, name: str) -> None:
         """Forget a node; pods still bound to it are kept and count again if it comes back."""
+        self._fingerprints.pop(name, None)
         self._drop_state(name)
         self._skipped.pop(name, None)
         self.generation += 1
@@ -215,3 +221,19 @@ def _take_best_fit(free: list[int], cards: int) -> int:
         free[i] -= take
         cards -= take
     return cards
+
+
+def _fingerprint(node: Mapping[str, Any]) -> Hashable:
+    """Everything discovery reads from a Node, so unchanged heartbeats (most node events) cost little."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    ready = next((c.get("status") for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    return (
+        tuple(sorted((meta.get("labels") or {}).items())),
+        bool(spec.get("unschedulable")),
+        tuple((t.get("key"), t.get("value"), t.get("effect")) for t in spec.get("taints") or ()),
+        tuple(sorted((k, str(v)) for k, v in (status.get("allocatable") or {}).items())),
+        tuple(sorted((k, str(v)) for k, v in (status.get("capacity") or {}).items())),
+        ready,
+    )
