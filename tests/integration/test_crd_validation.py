@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from suanli.api import GROUP, VERSION, SpecError, parse_job, parse_node
 
@@ -141,10 +141,18 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def _create(api_client: client.ApiClient, namespace: str, body: dict[str, Any], dry_run: bool = False) -> Any:
+def _create(
+    api_client: client.ApiClient, namespace: str, body: dict[str, Any], dry_run: bool = False
+) -> dict[str, Any]:
     api = client.CustomObjectsApi(api_client)
-    kwargs = {"dry_run": "All"} if dry_run else {}
-    return api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, **kwargs)
+    kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+    created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, **kwargs)
+    return cast(dict[str, Any], created)
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's error message (which names each bad field)."""
+    return str(json.loads(exc.body or "{}").get("message", exc.body))
 
 
 def test_crds_are_accepted_and_established(crds_applied: list[str], kubectl: Any) -> None:
@@ -197,7 +205,7 @@ def test_invalid_job_is_rejected_naming_the_field(
     with pytest.raises(ApiException) as caught:
         _create(api_client, namespace, body, dry_run=True)
     assert caught.value.status == 422, caught.value.body
-    message = json.loads(caught.value.body)["message"]
+    message = _message(caught.value)
     assert f"{field}:" in message or f"{field}[" in message, message
     with pytest.raises(SpecError) as python_side:
         parse_job(body)
@@ -211,7 +219,7 @@ def test_cel_messages_reach_the_user(
 ) -> None:
     with pytest.raises(ApiException) as caught:
         _create(api_client, namespace, changed(valid_job(), {"spec.minReplicas": 9}), dry_run=True)
-    message = json.loads(caught.value.body)["message"]
+    message = _message(caught.value)
     assert (
         "minReplicas (the gang size) must not exceed replicas: lower minReplicas or raise replicas" in message
     )
@@ -226,13 +234,13 @@ def test_status_is_a_subresource(
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, "st", {"status": {"phase": "Scheduling", "restarts": 1}}
     )
-    got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "st")
+    got = cast(dict[str, Any], api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "st"))
     assert (got["status"]["phase"], got["status"]["restarts"]) == ("Scheduling", 1)
     with pytest.raises(ApiException) as caught:
         api.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, "st", {"status": {"phase": "Exploded"}}
         )
-    assert "status.phase" in json.loads(caught.value.body)["message"]
+    assert "status.phase" in _message(caught.value)
 
 
 def test_kubectl_get_shows_the_printer_columns(
@@ -312,8 +320,11 @@ def test_accelerator_node_round_trips(
             "healthyDevices": 8,
             "lastProbeTime": "2026-11-25T10:00:00Z",
         }  # fmt: skip
-        stored = api.patch_cluster_custom_object_status(
-            GROUP, VERSION, "acceleratornodes", name, {"status": status}
+        stored = cast(
+            dict[str, Any],
+            api.patch_cluster_custom_object_status(
+                GROUP, VERSION, "acceleratornodes", name, {"status": status}
+            ),
         )
         assert parse_node(stored).status.healthy_devices == 8
         out = kubectl("get", "accn", name).stdout.splitlines()
@@ -327,6 +338,6 @@ def test_accelerator_node_round_trips(
                 name,
                 {"status": {"devices": [{"index": 0, "vendor": "amd"}]}},
             )
-        assert "status.devices[0]" in json.loads(caught.value.body)["message"]
+        assert "status.devices[0]" in _message(caught.value)
     finally:
         api.delete_cluster_custom_object(GROUP, VERSION, "acceleratornodes", name)
