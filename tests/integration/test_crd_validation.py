@@ -138,6 +138,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.template.resources.requests.memory",
     ),
     ("replicas-numeric-string", {"spec.replicas": "4"}, "spec.replicas"),
+    (
+        "ascend910b-short-spelling",
+        {"spec.candidates[0].model": "910b3", "spec.acceleratorsPerReplica": 6},
+        "spec.acceleratorsPerReplica",
+    ),
 ]
 
 

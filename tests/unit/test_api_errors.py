@@ -204,6 +204,16 @@ def test_ascend910c_takes_pairs(cards: int) -> None:
     assert parse_job(job).spec.accelerators_per_replica == cards
 
 
+@pytest.mark.parametrize(
+    ("model", "cards"), [("910B3", 3), ("ascend910b4", 6), ("Ascend910_9392", 3), ("910c", 5)]
+)
+def test_card_rules_see_every_spelling_the_inventory_accepts(model: str, cards: int) -> None:
+    job = mutate(mutate(valid_job(), "spec.candidates[0].model", model), "spec.acceleratorsPerReplica", cards)
+    with pytest.raises(SpecError) as caught:
+        parse_job(job)
+    assert caught.value.paths == ["spec.acceleratorsPerReplica"]
+
+
 def test_other_huawei_models_have_no_card_rule() -> None:
     job = mutate(
         mutate(valid_job(), "spec.candidates[0].model", "Ascend310P"), "spec.acceleratorsPerReplica", 3

@@ -125,31 +125,6 @@ def test_examples_exist() -> None:
     assert len(EXAMPLES) >= 6
 
 
-@pytest.mark.parametrize(
-    ("model", "node_vendor", "node_model", "memory_mib", "expected"),
-    [
-        ("Ascend910B", "huawei", "Ascend910B3", 65536, True),  # variants of the model match
-        ("Ascend910B", "huawei", "ascend910b4", None, True),  # case-insensitively
-        ("Ascend910B", "huawei", "Ascend910", None, False),  # a more general model does not
-        ("Ascend910B", "nvidia", "Ascend910B3", None, False),
-        (None, "huawei", "Ascend310P", None, True),  # no model: any of the vendor
-        ("H100", "nvidia", None, None, False),  # unknown model cannot satisfy a named one
-    ],
-)
-def test_candidate_matching(
-    model: str | None, node_vendor: str, node_model: str | None, memory_mib: int | None, expected: bool
-) -> None:
-    candidate = Candidate(vendor=Vendor.HUAWEI if model != "H100" else Vendor.NVIDIA, model=model, image="i")
-    assert candidate.matches(node_vendor, node_model, memory_mib) is expected
-
-
-def test_candidate_memory_floor_is_in_gib() -> None:
-    candidate = Candidate(vendor=Vendor.NVIDIA, model="A800", min_memory_gib=80, image="i")
-    assert candidate.matches("nvidia", "A800", 80 * 1024)
-    assert not candidate.matches("nvidia", "A800", 40 * 1024)
-    assert not candidate.matches("nvidia", "A800", None)  # unknown memory cannot prove the floor
-
-
 def test_topology_levels_are_ordered_narrowest_first() -> None:
     ranks = [
         level.rank

@@ -121,24 +121,15 @@ class Candidate(ApiModel):
     vendor: Vendor
     """Accelerator vendor: nvidia, huawei (Ascend NPUs) or hygon (DCUs)."""
     model: ModelName | None = None
-    """Accelerator model as Suanli's inventory names it, e.g. Ascend910B, Ascend910C, H100, A800,
-    K100. Matches that model and its variants (Ascend910B matches Ascend910B3), case-insensitively.
-    Omit to accept any model of the vendor."""
+    """Accelerator model, e.g. Ascend910B, Ascend910C, H100, A800, K100. The inventory normalises
+    both this name and the nodes' (ascend910b, 910B3 and Ascend910B all mean Ascend910B; K100 means
+    DCU-K100) and a name also selects its suffixed variants (DCU-K100 selects DCU-K100-AI). Omit to
+    accept any model of the vendor."""
     min_memory_gib: Annotated[int, Field(ge=1, le=4096)] | None = Field(default=None, alias="minMemoryGiB")
     """Smallest acceptable memory per device, in GiB (1024^3 bytes)."""
     image: Image
     """Container image built for this vendor's stack (CUDA, CANN or DTK), e.g.
     registry.example.com/train/llama:ascend-cann8."""
-
-    def matches(self, vendor: str, model: str | None, memory_mib: int | None = None) -> bool:
-        """Whether a device of ``vendor``/``model`` with ``memory_mib`` of memory satisfies this candidate."""
-        if vendor != self.vendor.value:
-            return False
-        if self.model is not None and (model is None or not model.lower().startswith(self.model.lower())):
-            return False
-        return self.min_memory_gib is None or (
-            memory_mib is not None and memory_mib >= self.min_memory_gib * 1024
-        )
 
 
 class EnvVar(ApiModel):
@@ -400,7 +391,8 @@ class AITrainingJobSpec(ApiModel):
 
     @rule(
         "self.candidates.all(c, !(c.vendor == 'huawei' && has(c.model) && "
-        "c.model.lowerAscii().startsWith('ascend910') && !c.model.lowerAscii().startsWith('ascend910c')) "
+        "c.model.lowerAscii().contains('910') && !c.model.lowerAscii().contains('910c') && "
+        "!c.model.lowerAscii().contains('910_93')) "
         f"|| self.acceleratorsPerReplica in {list(ASCEND910_CARD_COUNTS)})",
         "Ascend910/910B candidates need acceleratorsPerReplica 1, 2, 4 or 8 (an HCCS ring or a whole "
         "server): change acceleratorsPerReplica or the candidate",
@@ -408,13 +400,13 @@ class AITrainingJobSpec(ApiModel):
     )
     def _ascend910_card_count(self) -> bool:
         return (
-            all(not _is_ascend(c, "ascend910") or _is_ascend(c, "ascend910c") for c in self.candidates)
+            not any(_ascend_family(c) == "910" for c in self.candidates)
             or self.accelerators_per_replica in ASCEND910_CARD_COUNTS
         )
 
     @rule(
         "self.candidates.all(c, !(c.vendor == 'huawei' && has(c.model) && "
-        "c.model.lowerAscii().startsWith('ascend910c')) "
+        "(c.model.lowerAscii().contains('910c') || c.model.lowerAscii().contains('910_93'))) "
         f"|| self.acceleratorsPerReplica in {list(ASCEND910C_CARD_COUNTS)})",
         "Ascend910C candidates need an even acceleratorsPerReplica up to 16 (910C allocates dies in "
         "pairs): change acceleratorsPerReplica or the candidate",
@@ -422,17 +414,20 @@ class AITrainingJobSpec(ApiModel):
     )
     def _ascend910c_card_count(self) -> bool:
         return (
-            not any(_is_ascend(c, "ascend910c") for c in self.candidates)
+            not any(_ascend_family(c) == "910C" for c in self.candidates)
             or self.accelerators_per_replica in ASCEND910C_CARD_COUNTS
         )
 
 
-def _is_ascend(candidate: Candidate, prefix: str) -> bool:
-    return (
-        candidate.vendor == Vendor.HUAWEI
-        and candidate.model is not None
-        and candidate.model.lower().startswith(prefix)
-    )
+def _ascend_family(candidate: Candidate) -> str | None:
+    """ "910C", "910" (910/910A/910B and variants) or None, spotted the way the CEL rules do: by
+    substring, so every spelling the inventory accepts (Ascend910B3, 910b, Ascend910_9392) counts."""
+    if candidate.vendor != Vendor.HUAWEI or candidate.model is None:
+        return None
+    model = candidate.model.lower()
+    if "910c" in model or "910_93" in model:
+        return "910C"
+    return "910" if "910" in model else None
 
 
 class ReplicaPlacement(ApiModel):
