@@ -2,7 +2,7 @@
  * PCI id -> accelerator model: data, so adding a card is one line.
  * verified=1: the id is in pci.ids (2023.04, Debian bookworm) or in vendor tooling
  * output quoted in public issue trackers; verified=0: believed correct, confirm on
- * hardware (docs/probe-schema.md lists them).
+ * hardware (kernels/README.md lists them).
  */
 #include <stddef.h>
 

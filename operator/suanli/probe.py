@@ -367,8 +367,8 @@ def _summary(report: dict[str, Any]) -> str:
         ]
         for d in report["devices"]:
             lines.append(
-                f"  [{d['index']}] {d.get('name') or ''}: copy {d['copy_gbs']} GB/s, triad {d['triad_gbs']} GB/s, "
-                f"fma {d['fma_gflops']} GFLOPS, verified={d['verified']}"
+                f"  [{d['index']}] {d.get('name') or ''}: copy {d['copy_gbs']} GB/s, "
+                f"triad {d['triad_gbs']} GB/s, fma {d['fma_gflops']} GFLOPS, verified={d['verified']}"
             )
         return "\n".join(lines)
     p = parse_probe(report)
