@@ -61,8 +61,9 @@ def event_times(inventory: Inventory, nodes: list[dict[str, Any]], count: int) -
     pod_us: list[float] = []
     node_us: list[float] = []
     beat_us: list[float] = []
+    last_sent = {item["metadata"]["name"]: item for item in nodes}
     for i in range(count):
-        item = nodes[(i * 7919) % len(nodes)]
+        item = last_sent[nodes[(i * 7919) % len(nodes)]["metadata"]["name"]]
         name = item["metadata"]["name"]
         resource_name = next(k for k in item["status"]["allocatable"] if "/" in k and k != "pods")
         bound = pod_dict("bench", f"ev-{i}", name, resource_name, 1)
@@ -79,6 +80,7 @@ def event_times(inventory: Inventory, nodes: list[dict[str, Any]], count: int) -
         relabelled = {**item, "metadata": {**item["metadata"], "labels": labels}}
         start = time.perf_counter()
         inventory.upsert_node(relabelled)  # changed: full discovery and recompute
+        last_sent[name] = relabelled
         node_us.append((time.perf_counter() - start) * 1e6)
     return {
         "pod_event_p50_us": statistics.median(pod_us),

@@ -164,6 +164,8 @@ def test_incremental_updates_equal_a_rebuild_from_the_final_objects(script: list
             live.remove_pod("busy", f"p{event[1]}")
     rebuilt = inventory_of(*nodes.values(), pods=tuple(pods.values()))
     assert {n: live.state(n) for n in nodes} == {n: rebuilt.state(n) for n in nodes}
+    pools = {*live.pools(), *rebuilt.pools()}
+    assert {p: dict(live.available(*p)) for p in pools} == {p: dict(rebuilt.available(*p)) for p in pools}
     for name in nodes:
         state = live.state(name)
         assert state is not None

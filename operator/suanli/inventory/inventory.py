@@ -61,6 +61,7 @@ class Inventory:
         self._pods: dict[PodKey, PodUsage] = {}
         self._by_node: dict[str, dict[PodKey, PodUsage]] = {}
         self._pools: dict[Pool, dict[str, NodeState]] = {}
+        self._available: dict[Pool, dict[str, NodeState]] = {}
         self._fingerprints: dict[str, Hashable] = {}
         self.generation = 0
         """Bumped on every change that can alter free capacity; lets callers cache plans."""
@@ -136,6 +137,10 @@ class Inventory:
         """The nodes of one pool by name (read-only view; do not keep it across events)."""
         return self._pools.get((vendor, model), {})
 
+    def available(self, vendor: str, model: str) -> Mapping[str, NodeState]:
+        """The schedulable nodes of one pool that have a free card: all a planner needs to read."""
+        return self._available.get((vendor, model), {})
+
     def pod_usage(self, namespace: str, name: str) -> PodUsage | None:
         return self._pods.get((namespace, name))
 
@@ -162,15 +167,22 @@ class Inventory:
             self.generation += 1
 
     def _store(self, state: NodeState) -> None:
-        self._states[state.node.name] = state
-        self._pools.setdefault((state.node.vendor, state.node.model), {})[state.node.name] = state
+        node = state.node
+        pool = (node.vendor, node.model)
+        self._states[node.name] = state
+        self._pools.setdefault(pool, {})[node.name] = state
+        available = self._available.setdefault(pool, {})
+        if node.schedulable and state.free_cards > 0:
+            available[node.name] = state
+        else:
+            available.pop(node.name, None)
 
     def _drop_state(self, name: str) -> None:
         state = self._states.pop(name, None)
         if state is not None:
-            pool = self._pools.get((state.node.vendor, state.node.model))
-            if pool is not None:
-                pool.pop(name, None)
+            key = (state.node.vendor, state.node.model)
+            self._pools.get(key, {}).pop(name, None)
+            self._available.get(key, {}).pop(name, None)
 
     def _compute(self, node: AcceleratorNode) -> NodeState:
         """Free capacity of ``node`` from scratch: cheap, since it reads only the pods bound to it."""

@@ -108,53 +108,68 @@ class _CandidateView:
         self.request = request
         self.index = index
         self.candidate = candidate
-        self.reports: dict[str, _PoolReport] = {}
         self.slots: dict[str, list[_Slot]] = {}
         for vendor, model in inventory.pools():
             if vendor == candidate.vendor and model_matches(vendor, candidate.model, model):
                 self.slots[model] = self._reduce(model)
 
-    def _reduce(self, model: str) -> list[_Slot]:
+    def _reduce(self, model: str, report: _PoolReport | None = None) -> list[_Slot]:
+        """Nodes of ``model`` with room for at least one replica.
+
+        The hot path reads only the inventory's nodes with free cards; with ``report`` (explanations only)
+        it walks the whole pool and counts why each node was left out.
+        """
         request, candidate = self.request, self.candidate
         per_replica = request.accelerators_per_replica
         family = family_of(candidate.vendor, model)
+        strict = family.strict_link_domain
         one_domain = request.required_level is Level.LINK_DOMAIN
         min_mib = candidate.min_memory_gib * _MIB_PER_GIB if candidate.min_memory_gib is not None else None
-        report = self.reports[model] = _PoolReport(model=model)
-        shapes: dict[tuple[int, ...], str | None] = {}
+        avoid = request.avoid_nodes
+        problems: dict[tuple[int, ...], str | None] = {}
         fits: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
         cpu, memory = request.cpu_millis, request.memory_bytes
+        if report is None:
+            states = self.inventory.available(candidate.vendor, model).values()
+        else:
+            states = self.inventory.pool(candidate.vendor, model).values()
+            report.nodes = len(states)
         slots: list[_Slot] = []
-        for state in self.inventory.pool(candidate.vendor, model).values():
+        for state in states:
             node = state.node
-            report.nodes += 1
-            if not node.schedulable:
+            if report is not None and not node.schedulable:
                 report.unschedulable += 1
                 continue
-            if node.name in request.avoid_nodes:
-                report.avoided += 1
+            if avoid and node.name in avoid:
+                if report is not None:
+                    report.avoided += 1
                 continue
             if min_mib is not None and (node.memory_mib is None or node.memory_mib < min_mib):
-                report.low_memory += 1
+                if report is not None:
+                    report.low_memory += 1
                 continue
             layout = node.link_domains
-            if layout not in shapes:
-                shapes[layout] = shape_problem(family, model, node.cards, layout, per_replica)
-            if shapes[layout] is not None:
-                report.shape = shapes[layout]
-                continue
-            shape_key = (state.free, layout)
-            room = fits.get(shape_key)
+            key = (state.free, layout)
+            room = fits.get(key)
             if room is None:
-                room = fits[shape_key] = replicas_fitting(
-                    state.free, layout, per_replica, family.strict_link_domain, one_domain)
-            if room and cpu:
+                if layout not in problems:
+                    problems[layout] = shape_problem(family, model, node.cards, layout, per_replica)
+                if problems[layout] is not None:
+                    if report is not None:
+                        report.shape = problems[layout]
+                    room = 0
+                else:
+                    room = replicas_fitting(state.free, layout, per_replica, strict, one_domain)
+                fits[key] = room
+            if not room:
+                continue
+            if cpu:
                 room = min(room, max(state.cpu_millis, 0) // cpu)
-            if room and memory:
+            if memory:
                 room = min(room, max(state.memory_bytes, 0) // memory)
             if room:
-                slots.append(_Slot(state, room, family.strict_link_domain, self.index))
-            elif fits[shape_key]:
+                slots.append(_Slot(state, room, strict, self.index))
+            elif report is not None:
                 report.short_cpu_memory += 1
         return slots
 
@@ -180,7 +195,9 @@ class _CandidateView:
             lines.append(f"no {what} nodes in the inventory" +
                          (f" ({candidate.vendor} models present: {', '.join(present)})" if present else ""))
             return tuple(lines)
-        for model, report in sorted(self.reports.items()):
+        for model in sorted(self.slots):
+            report = _PoolReport(model=model)
+            self._reduce(model, report)
             if report.shape:
                 lines.append(report.shape)
             for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
