@@ -52,6 +52,8 @@ class Inventory:
 
     A plan is reserved by upserting its pods with ``spec.nodeName`` set: the same pod seen again later
     replaces its earlier usage, so nothing is counted twice.
+
+    Not thread-safe: feed events and call the planner from one thread (or under one lock).
     """
 
     def __init__(self, settings: InventorySettings | None = None) -> None:

@@ -200,9 +200,10 @@ class _CandidateView:
             self._reduce(model, report)
             if report.shape:
                 lines.append(report.shape)
+            low = f"below {candidate.min_memory_gib or 0:g} GiB per card (or of unknown memory)"
             for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
                                (report.avoided, "on the job's avoid list"),
-                               (report.low_memory, f"below {candidate.min_memory_gib or 0:g} GiB per card"),
+                               (report.low_memory, low),
                                (report.short_cpu_memory, "short of CPU or memory for one replica")):
                 if count:
                     lines.append(f"{count} of {report.nodes} {model} nodes are {why}")
