@@ -180,7 +180,7 @@ class _CandidateView:
             for model, slots in sorted(self.slots.items())
             if (choice := _search(slots, self.request.replicas, need, self.request.required_level, model))
         ]
-        return min(choices, key=lambda c: (-len_replicas(c), c.key), default=None)
+        return min(choices, key=lambda c: (-_replica_count(c), c.key), default=None)
 
     def explain(self) -> tuple[str, ...]:
         request, candidate = self.request, self.candidate
@@ -212,7 +212,7 @@ class _CandidateView:
         return tuple(lines)
 
 
-def len_replicas(choice: _Choice) -> int:
+def _replica_count(choice: _Choice) -> int:
     return sum(count for _, count in choice.picks)
 
 
