@@ -33,9 +33,10 @@ HACK = Path(__file__).resolve().parent
 DEFAULT_DIR = Path(os.environ.get("SUANLI_CLUSTER_DIR", HACK.parent / ".cache" / "cluster"))
 
 # Controllers that make the API behave like a real cluster for an operator: ownerReference cascades
-# (garbagecollector), namespace deletion, and the default ServiceAccount that pod admission requires.
-# nodelifecycle is left out on purpose: kwok owns node heartbeats and tests drive NotReady themselves.
-CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token,ttl-after-finished"
+# (garbagecollector), namespace deletion, the default ServiceAccount that pod admission requires, and
+# node lifecycle, which lifts the not-ready taint admission puts on every new node and marks a node
+# NotReady when its (kwok) kubelet stops renewing the lease; podgc removes pods of deleted nodes.
+CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token,nodelifecycle,podgc"
 
 # Pods annotated `suanli.io/simulate: succeed|fail` are finished by kwok after the Go duration in
 # `suanli.io/simulate-after` (default 500ms), so tests and the demo can run jobs to Succeeded or Failed
@@ -136,7 +137,11 @@ class Cluster:
 
     def env(self) -> dict[str, str]:
         """Environment for child processes that talk to this cluster (kubectl, the operator, helm)."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+        }
 
     def save(self) -> None:
         state = {**asdict(self), "dir": str(self.dir), "bin": str(self.bin)}
@@ -317,6 +322,10 @@ def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False) ->
         "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
         # One apiserver, no peers: skip the endpoint reconciler's leases and the 1 s default delay.
         "--endpoint-reconciler-type=none",
+        # Debian's etcd 3.4 lacks the progress notifications that streaming lists need. Without this the
+        # server accepts sendInitialEvents watches and then fails them mid-stream, and client-go (kwok)
+        # only sees changes at each re-list; refused up front, clients fall back to LIST + WATCH.
+        "--feature-gates=WatchList=false",
     ])
     _wait("kube-apiserver /readyz", lambda: _get(cluster, "/readyz"), cluster, "kube-apiserver", 90)
 

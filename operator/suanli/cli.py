@@ -71,6 +71,42 @@ def _crd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- suanli run -----------------------------------------------------------------------------------
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peering", metavar="NAME", default=None,
+                        help="kopf peering object: replicas sharing it elect one active operator "
+                             "(default: standalone, for a single replica)")
+    parser.add_argument("--priority", type=int, default=0,
+                        help="peering priority; the highest-priority live replica is the active one")
+    parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
+                        help="serve kopf's liveness probe here (default: %(default)s)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    import logging
+
+    import kopf
+
+    from .controller import handlers  # noqa: F401 - importing registers the handlers with kopf
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kopf logs every handled watch event at INFO: thousands a minute on a real cluster.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=True,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "crd",
@@ -78,6 +114,7 @@ COMMANDS: tuple[Command, ...] = (
         _crd_args,
         _crd_run,
     ),
+    Command("run", "run the operator and gang scheduler against the current kubeconfig", _run_args, _run_run),
 )
 
 

@@ -1,0 +1,530 @@
+"""The reconciler and gang scheduler: one thread that owns every write Suanli makes for its jobs.
+
+kopf's watch handlers only feed this object (nodes and pods into the inventory, jobs into a cache) and wake
+it. A single engine thread then (1) advances placed jobs through the phase machine and (2) plans pending
+gangs in priority order and binds them. One writer means no two gangs are ever planned against the same
+free cards, so competing gangs cannot deadlock on partial allocations; all state it needs to resume lives
+in the API server (the plan in the job's status, the planned node on each pod), so a killed operator
+restarts without duplicating or losing anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from ..api.aitrainingjob import PLURAL, AITrainingJob, AITrainingJobStatus, JobConditionType, JobPhase, Vendor
+from ..api.aitrainingjob import ReplicaPlacement as StatusReplica
+from ..api.aitrainingjob import Span as StatusSpan
+from ..api.base import GROUP, VERSION
+from ..api.base import now as api_now
+from ..inventory import Inventory, format_link_domains
+from ..lifecycle import Decision, NodeVerdict, advance, transition
+from ..placement import Placement, Unplaceable, plan
+from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name
+from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
+from ..render.vendors import VENDOR_PROFILES
+from ..settings import OperatorSettings
+from ..topology import Level
+from .requests import gang_request
+
+log = logging.getLogger("suanli.engine")
+T = TypeVar("T")
+JobKey = tuple[str, str]
+UNFINISHED = (None, JobPhase.PENDING, JobPhase.SCHEDULING, JobPhase.RUNNING, JobPhase.RESTARTING)
+WAITING = (None, JobPhase.PENDING, JobPhase.RESTARTING)
+
+
+def _key(obj: Mapping[str, Any]) -> JobKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(meta["name"]))
+
+
+def _ready(node: Mapping[str, Any]) -> bool:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+class Controller:
+    """In-memory view of the cluster plus the engine thread that acts on it."""
+
+    def __init__(self, api: client.ApiClient, settings: OperatorSettings | None = None,
+                 clock: Callable[[], datetime] = api_now) -> None:
+        self.settings = settings or OperatorSettings()
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.clock = clock
+        self.inventory = Inventory(self.settings.inventory)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(self.settings.bind_workers, thread_name_prefix="suanli-api")
+        self._jobs: dict[JobKey, dict[str, Any]] = {}
+        self._pods: dict[JobKey, dict[str, dict[str, Any]]] = {}
+        self._node_ready: dict[str, bool] = {}
+        self._dirty: set[JobKey] = set()
+        self._tried: dict[JobKey, int] = {}
+        """Inventory generation at a job's last failed plan: nothing changed since, so don't re-plan."""
+        self._last_full = 0.0
+        self.cycles = 0
+        self.observers: list[Callable[[str, AITrainingJob, AITrainingJobStatus], None]] = []
+        """Called with (event, job, new status) after each status write: metrics hook in here."""
+
+    # -- feeds (called from kopf's watch handlers, any thread) ---------------------------------------
+
+    def on_node(self, event: str | None, node: Mapping[str, Any]) -> None:
+        name = str(node["metadata"]["name"])
+        with self._lock:
+            before = (self._node_ready.get(name), self._usable(name))
+            if event == "DELETED":
+                self.inventory.remove_node(name)
+                self._node_ready.pop(name, None)
+            else:
+                self.inventory.upsert_node(node)
+                self._node_ready[name] = _ready(node)
+            if before != (self._node_ready.get(name), self._usable(name)):
+                self._dirty.update(self._jobs_on(name))
+        self._wake.set()
+
+    def on_pod(self, event: str | None, pod: Mapping[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        ns, name = str(meta.get("namespace") or "default"), str(meta["name"])
+        job = (meta.get("labels") or {}).get(JOB_LABEL)
+        with self._lock:
+            if event == "DELETED":
+                self.inventory.remove_pod(ns, name)
+            else:
+                self.inventory.upsert_pod(self._as_reserved(pod))
+            if job:
+                key = (ns, str(job))
+                pods = self._pods.setdefault(key, {})
+                if event == "DELETED":
+                    pods.pop(name, None)
+                else:
+                    pods[name] = dict(pod)
+                self._dirty.add(key)
+        self._wake.set()
+
+    def on_job(self, event: str | None, job: Mapping[str, Any]) -> None:
+        key = _key(job)
+        with self._lock:
+            if event == "DELETED":
+                self._jobs.pop(key, None)
+                self._tried.pop(key, None)
+            else:
+                self._jobs[key] = copy.deepcopy(dict(job))
+                self._dirty.add(key)
+        self._wake.set()
+
+    def _as_reserved(self, pod: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Our unbound pod holds its planned node's cards: a plan survives until the bind lands."""
+        spec = pod.get("spec") or {}
+        planned = ((pod.get("metadata") or {}).get("annotations") or {}).get(PLANNED_NODE_ANNOTATION)
+        if spec.get("nodeName") or not planned or spec.get("schedulerName") != self.settings.scheduler_name:
+            return pod
+        return {**pod, "spec": {**spec, "nodeName": planned}}
+
+    def _usable(self, node: str) -> int | None:
+        found = self.inventory.get(node)
+        return found.usable_cards if found else None
+
+    def _jobs_on(self, node: str) -> set[JobKey]:
+        return {k for k, pods in self._pods.items() if any((p.get("spec") or {}).get("nodeName") == node
+                                                           for p in pods.values())}
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """List nodes, pods and jobs before the first pass, so no plan is made on a half-known cluster."""
+        for node in self._list(self.core.list_node):
+            self.on_node("ADDED", node)
+        for pod in self._list(self.core.list_pod_for_all_namespaces):
+            self.on_pod("ADDED", pod)
+        try:
+            jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=60)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise RuntimeError(f"the {PLURAL}.{GROUP} CRD is not installed: "
+                                   "run `kubectl apply --server-side -f crds/` (or install the Helm chart)") from exc
+            raise
+        for job in jobs["items"]:
+            self.on_job("ADDED", job)
+
+    @staticmethod
+    def _list(call: Callable[..., Any]) -> list[dict[str, Any]]:
+        # Raw JSON: the typed client's to_dict() rewrites keys to snake_case, and label keys with it.
+        resp = call(_preload_content=False, _request_timeout=120)
+        return list(json.loads(resp.data)["items"])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="suanli-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.settings.resync_seconds)
+            self._wake.clear()
+            try:
+                self.step()
+            except Exception:  # the engine must outlive any one bad object or API hiccup
+                log.exception("engine pass failed; retrying")
+                time.sleep(1)
+
+    def step(self) -> None:
+        """One pass: advance placed jobs that saw events, then schedule waiting gangs."""
+        self.cycles += 1
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if time.monotonic() - self._last_full >= self.settings.resync_seconds:
+                self._last_full = time.monotonic()
+                dirty |= set(self._jobs)
+        for key in sorted(dirty):
+            self.reconcile(key)
+        self.schedule()
+
+    # -- placed and finished jobs ------------------------------------------------------------------
+
+    def _parse(self, key: JobKey) -> AITrainingJob | None:
+        with self._lock:
+            raw = self._jobs.get(key)
+            if raw is None:
+                return None
+            raw = copy.deepcopy(raw)
+        try:
+            return AITrainingJob.model_validate(raw)
+        except ValidationError as exc:
+            # The CRD's schema should have refused this; say what is wrong once and leave it Pending.
+            status = raw.get("status") or {}
+            if status.get("reason") != "InvalidSpec":
+                self._patch_status(key, {"phase": "Pending", "reason": "InvalidSpec", "message": str(exc)[:4000]})
+            return None
+
+    def reconcile(self, key: JobKey) -> None:
+        job = self._parse(key)
+        if job is None or job.status.phase == JobPhase.SCHEDULING:
+            return  # Scheduling is finished by schedule(), which resumes interrupted binds
+        if job.status.phase is None:
+            now = self.clock()
+            status = transition(job, job.status, JobPhase.PENDING, "Queued", "waiting for the scheduler", now,
+                                [(JobConditionType.PLACED, False)])
+            self._write(job, status, ("Normal", "Queued", "job accepted; waiting for accelerators"))
+            return
+        with self._lock:
+            pods = list(self._pods.get(key, {}).values())
+            verdicts = {n: self._verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
+        decision = advance(job, pods, verdicts, self.clock())
+        self._apply(job, decision)
+        if decision.phase == JobPhase.RUNNING and job.status.vendor == "huawei":
+            self._refresh_rank_table(job, pods)
+
+    def _verdict(self, node: str) -> NodeVerdict:
+        if not self._node_ready.get(node, False):
+            return NodeVerdict.LOST
+        state = self.inventory.state(node)
+        if state is not None and state.overcommitted > 0 and state.node.usable_cards < state.node.cards:
+            return NodeVerdict.UNHEALTHY
+        return NodeVerdict.OK
+
+    def _apply(self, job: AITrainingJob, decision: Decision) -> None:
+        ns = str(job.metadata["namespace"])
+        if decision.delete_pods:
+            self._parallel(lambda name: self._delete_pod(ns, name), decision.delete_pods)
+        if decision.status != job.status:
+            self._write(job, decision.status, *decision.events)
+        else:
+            for event in decision.events:
+                self._event(job, *event)
+        if decision.delete_job:
+            _ignore(404, lambda: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, str(job.metadata["name"]), propagation_policy="Background",
+                _request_timeout=self.settings.request_timeout_seconds))
+
+    def _refresh_rank_table(self, job: AITrainingJob, pods: list[dict[str, Any]]) -> None:
+        """Complete the Ascend rank table once pods have IPs (HCCL launchers wait for "completed")."""
+        slots = self._slots(job)
+        by_replica = {int((p["metadata"].get("labels") or {}).get("suanli.io/replica", -1)): p for p in pods
+                      if (p["metadata"].get("labels") or {}).get("suanli.io/generation") == str(job.status.restarts)}
+        cm = build_rank_table_config_map(job, slots, by_replica)
+        name, ns = rank_table_name(str(job.metadata["name"])), str(job.metadata["namespace"])
+        try:
+            current = self.core.read_namespaced_config_map(name, ns, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            _ignore(409, lambda: self.core.create_namespaced_config_map(ns, cm, _request_timeout=10))
+            return
+        if (current.data or {}) != cm["data"]:
+            self.core.patch_namespaced_config_map(name, ns, {"data": cm["data"]}, _request_timeout=10)
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Resume interrupted binds, then plan waiting gangs by priority, then age."""
+        with self._lock:
+            jobs = list(self._jobs.items())
+        resuming = [k for k, j in jobs if (j.get("status") or {}).get("phase") == JobPhase.SCHEDULING]
+        for key in resuming:
+            job = self._parse(key)
+            if job is not None and job.status.phase == JobPhase.SCHEDULING:
+                self._realize(job, self._slots(job))
+        waiting = [(k, j) for k, j in jobs if (j.get("status") or {}).get("phase") in (JobPhase.PENDING,
+                                                                                        JobPhase.RESTARTING)]
+        waiting.sort(key=lambda kj: (-int((kj[1].get("spec") or {}).get("priority", 0)),
+                                     str(kj[1]["metadata"].get("creationTimestamp", "")), kj[0]))
+        for key, _ in waiting:
+            with self._lock:
+                if self._tried.get(key) == self.inventory.generation:
+                    continue
+            job = self._parse(key)
+            if job is not None and job.status.phase in WAITING:
+                self._schedule_one(key, job)
+
+    def _schedule_one(self, key: JobKey, job: AITrainingJob) -> None:
+        t0 = time.monotonic()
+        request = gang_request(job)
+        with self._lock:
+            generation = self.inventory.generation
+            outcome = plan(self.inventory, request)
+            if isinstance(outcome, Placement):
+                slots = self._slots_from(job, outcome)
+                self._reserve(job, slots)
+        now = self.clock()
+        if isinstance(outcome, Unplaceable):
+            self._tried[key] = generation
+            message = outcome.summary + "".join(
+                f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False))
+            if job.status.message != message:
+                status = transition(job, job.status, JobPhase.PENDING, "Unschedulable", message, now,
+                                    [(JobConditionType.PLACED, False)])
+                self._write(job, status, ("Warning", "Unschedulable", outcome.summary))
+            return
+        status = transition(
+            job, job.status, JobPhase.SCHEDULING, "Placed",
+            f"placed {len(outcome.replicas)} replicas on {outcome.model} ({outcome.vendor}) across "
+            f"{outcome.span.get(Level.RACK, 0)} rack(s), {outcome.span.get(Level.ZONE, 0)} zone(s) "
+            f"in {1000 * (time.monotonic() - t0):.1f} ms",
+            now, [(JobConditionType.PLACED, True)],
+        ).model_copy(update={
+            "vendor": Vendor(outcome.vendor),
+            "model": outcome.model,
+            "candidate_index": outcome.candidate_index,
+            "placement": [
+                StatusReplica(
+                    replica=r.index, node=r.node, candidate_index=outcome.candidate_index,
+                    link_domain=format_link_domains(r.link_domains) or None,
+                    rack=r.domains.get(Level.RACK) or None, zone=r.domains.get(Level.ZONE) or None,
+                    region=r.domains.get(Level.REGION) or None,
+                )
+                for r in outcome.replicas
+            ],
+            "span": StatusSpan(
+                nodes=outcome.span.get(Level.NODE, 0), racks=outcome.span.get(Level.RACK, 0),
+                zones=outcome.span.get(Level.ZONE, 0), regions=outcome.span.get(Level.REGION, 0),
+            ),
+        })
+        # Persist the plan before acting on it: a restarted operator finishes it instead of re-planning.
+        if not self._write(job, status, ("Normal", "Placed", status.message or "")):
+            self._unreserve(job, slots)
+            return
+        job = job.model_copy(update={"status": status})
+        self._realize(job, slots)
+
+    def _slots(self, job: AITrainingJob) -> list[GangSlot]:
+        """The gang's slots from the plan recorded in its status (used when resuming)."""
+        index = job.status.candidate_index or 0
+        candidate = job.spec.candidates[min(index, len(job.spec.candidates) - 1)]
+        out = []
+        for r in job.status.placement:
+            node = self.inventory.get(r.node)
+            resource = node.resource if node else _default_resource(candidate.vendor)
+            out.append(GangSlot(r.replica, r.node, resource, candidate.vendor, candidate.image, r.link_domain,
+                                first_device=_first_device(node.link_domains if node else (), r.link_domain)))
+        return out
+
+    def _slots_from(self, job: AITrainingJob, placement: Placement) -> list[GangSlot]:
+        slots = []
+        for r in placement.replicas:
+            candidate = next((c for c in job.spec.candidates if c.vendor == r.vendor
+                              and (c.model is None or c.model == r.model)), job.spec.candidates[placement.candidate_index])
+            node = self.inventory.get(r.node)
+            domains = format_link_domains(r.link_domains) or None
+            slots.append(GangSlot(r.index, r.node, r.resource, r.vendor, candidate.image, domains,
+                                  first_device=_first_device(node.link_domains if node else (), domains)))
+        return slots
+
+    def _pods_for(self, job: AITrainingJob, slots: list[GangSlot]) -> list[dict[str, Any]]:
+        return [build_pod(job, s, world=len(slots), generation=job.status.restarts,
+                          scheduler_name=self.settings.scheduler_name) for s in slots]
+
+    def _reserve(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
+        for pod in self._pods_for(job, slots):
+            pod["spec"]["nodeName"] = pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]
+            self.inventory.upsert_pod(pod)
+
+    def _unreserve(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
+        ns, name = str(job.metadata["namespace"]), str(job.metadata["name"])
+        with self._lock:
+            for s in slots:
+                self.inventory.remove_pod(ns, pod_name(name, job.status.restarts, s.replica))
+
+    def _realize(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
+        """Create and bind the whole gang; on any failure, roll it back so no partial gang holds cards."""
+        ns = str(job.metadata["namespace"])
+        timeout = self.settings.request_timeout_seconds
+        try:
+            _ignore(409, lambda: self.core.create_namespaced_service(ns, build_service(job), _request_timeout=timeout))
+            if slots and VENDOR_PROFILES[slots[0].vendor].needs_rank_table:
+                cm = build_rank_table_config_map(job, slots, {})
+                _ignore(409, lambda: self.core.create_namespaced_config_map(ns, cm, _request_timeout=timeout))
+            pods = self._pods_for(job, slots)
+            self._parallel(lambda pod: _ignore(409, lambda: self.core.create_namespaced_pod(
+                ns, pod, _request_timeout=timeout)), pods)
+            self._parallel(lambda pod: self._bind(ns, pod["metadata"]["name"],
+                                                  pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]), pods)
+        except (ApiException, BindError) as exc:
+            reason = exc.reason if isinstance(exc, ApiException) else str(exc)
+            log.warning("gang %s/%s failed to bind, rolling back: %s", ns, job.metadata["name"], reason)
+            names = [pod_name(str(job.metadata["name"]), job.status.restarts, s.replica) for s in slots]
+            self._parallel(lambda n: self._delete_pod(ns, n), names)
+            self._unreserve(job, slots)
+            status = transition(job, job.status, JobPhase.PENDING, "BindFailed",
+                                f"binding the gang failed and was rolled back; will re-plan: {reason}",
+                                self.clock(), [(JobConditionType.PLACED, False)])
+            self._write(job, status.model_copy(update={"placement": []}), ("Warning", "BindFailed", str(reason)))
+            return
+        now = self.clock()
+        status = transition(job, job.status, JobPhase.RUNNING, "Bound",
+                            f"all {len(slots)} replicas bound; " + (job.status.message or ""), now)
+        if status.start_time is None:
+            status = status.model_copy(update={"start_time": now})
+        self._write(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound"))
+
+    def _bind(self, ns: str, name: str, node: str) -> None:
+        body = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=name),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+        )
+        try:
+            # _preload_content=False: the generated client fails to deserialize the Binding it gets back.
+            self.core.create_namespaced_pod_binding(name, ns, body, _preload_content=False,
+                                                    _request_timeout=self.settings.request_timeout_seconds)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Already bound (a resumed bind, or someone else): fine only if it went where we planned.
+            pod = self.core.read_namespaced_pod(name, ns, _request_timeout=10)
+            if pod.spec.node_name != node:
+                raise BindError(f"pod {name} is bound to {pod.spec.node_name}, not the planned {node}") from exc
+
+    def _delete_pod(self, ns: str, name: str) -> None:
+        _ignore(404, lambda: self.core.delete_namespaced_pod(
+            name, ns, grace_period_seconds=0, _request_timeout=self.settings.request_timeout_seconds))
+
+    # -- API helpers --------------------------------------------------------------------------------
+
+    def _parallel(self, fn: Callable[[T], object], items: Iterable[T]) -> None:
+        """Run fn over items on the API worker pool; re-raise the first failure after all finish."""
+        futures = [self._pool.submit(fn, item) for item in items]
+        errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+
+    def _write(self, job: AITrainingJob, status: AITrainingJobStatus, *events: tuple[str, str, str]) -> bool:
+        key = (job.namespace, job.name)
+        wire = status.model_dump(mode="json", by_alias=True)
+        if not self._patch_status(key, wire):
+            return False
+        with self._lock:
+            if key in self._jobs:
+                self._jobs[key]["status"] = wire
+        for event in events:
+            self._event(job, *event)
+        for observer in self.observers:
+            observer("status", job, status)
+        return True
+
+    def _patch_status(self, key: JobKey, wire: dict[str, Any]) -> bool:
+        try:
+            # A merge patch: None fields in `wire` are sent as null and so cleared on the server.
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, key[0], PLURAL, key[1], {"status": wire},
+                _request_timeout=self.settings.request_timeout_seconds)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False  # deleted meanwhile; the DELETED event will drop it
+            raise
+
+    def _event(self, job: AITrainingJob, type_: str, reason: str, message: str) -> None:
+        meta = job.metadata
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{meta['name']}.{uuid.uuid4().hex[:12]}", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}", kind="AITrainingJob", name=meta["name"],
+                namespace=meta["namespace"], uid=meta.get("uid")),
+            reason=reason, message=message[:1024], type=type_, count=1,
+            first_timestamp=now, last_timestamp=now,
+            source=client.V1EventSource(component="suanli"), reporting_component="suanli",
+            reporting_instance="suanli",
+        )
+        # Events are best-effort: never let their failure stop a gang.
+        self._pool.submit(_ignore_all, lambda: self.core.create_namespaced_event(
+            meta["namespace"], body, _request_timeout=10))
+
+
+class BindError(RuntimeError):
+    """A pod of the gang could not be bound where the plan put it."""
+
+
+def _ignore(status: int, call: Callable[[], object]) -> None:
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status != status:
+            raise
+
+
+def _ignore_all(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - best-effort path
+        log.debug("best-effort API call failed: %s", exc)
+
+
+def _default_resource(vendor: str) -> str:
+    return {"nvidia": "nvidia.com/gpu", "huawei": "huawei.com/Ascend910", "hygon": "hygon.com/dcu"}[vendor]
+
+
+def _first_device(link_domains: tuple[int, ...], chosen: str | None) -> int:
+    """Physical index of the first card of the first chosen link domain (cards are numbered ring by ring)."""
+    if not chosen:
+        return 0
+    first = chosen.split("+", 1)[0]
+    return sum(link_domains[: int(first)]) if first.isdigit() else 0

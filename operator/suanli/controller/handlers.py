@@ -1,0 +1,66 @@
+"""kopf wiring: watch nodes, pods and jobs, feed the engine, expose health. No decisions are made here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from ..api.aitrainingjob import PLURAL
+from ..api.base import GROUP, VERSION
+from ..settings import OperatorSettings
+from .engine import Controller
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    # Watches are long polls: let the server end them before our client gives up on them.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING
+    ours = OperatorSettings.from_env()
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    cfg = client.Configuration.get_default_copy()
+    # One connection per API worker thread, or they queue on the pool instead of the server.
+    cfg.connection_pool_maxsize = ours.bind_workers + 8
+    controller = Controller(client.ApiClient(cfg), ours)
+    controller.prime()
+    controller.start()
+    memo.controller = controller
+    logger.info("suanli engine started with %d accelerator nodes", len(controller.inventory))
+
+
+@kopf.on.cleanup()
+def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        controller.stop()
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.on_node(event.get("type"), event["object"])
+
+
+@kopf.on.event("", "v1", "pods")
+def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.on_pod(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.on_job(event.get("type"), event["object"])
+
+
+@kopf.on.probe(id="engine")
+def engine_alive(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    controller: Controller | None = memo.get("controller")
+    if controller is None or not controller.alive():
+        raise kopf.PermanentError("the scheduling engine is not running")
+    return {"cycles": controller.cycles, "nodes": len(controller.inventory)}

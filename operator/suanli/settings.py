@@ -1,0 +1,32 @@
+"""Operator settings: one dataclass, each field with its unit and why the default is what it is."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .inventory import InventorySettings
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    scheduler_name: str = "suanli"
+    """spec.schedulerName of the pods Suanli binds; kube-scheduler ignores pods that name another."""
+    resync_seconds: float = 5.0
+    """Seconds between full passes over unfinished jobs when no event arrives: a safety net for a missed
+    watch event, short enough that a stuck job is noticed within a few seconds."""
+    bind_workers: int = 32
+    """Parallel API calls when creating and binding a gang's pods: a 512-replica gang is 1,024 calls, and
+    the API server, not the client, should be the limit."""
+    request_timeout_seconds: float = 30.0
+    """Per API request; a hung connection must not stall the scheduler forever."""
+    inventory: InventorySettings = field(default_factory=InventorySettings)
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        """Read overrides from SUANLI_* environment variables (set by the Helm chart)."""
+        return cls(
+            scheduler_name=os.environ.get("SUANLI_SCHEDULER_NAME", cls.scheduler_name),
+            resync_seconds=float(os.environ.get("SUANLI_RESYNC_SECONDS", cls.resync_seconds)),
+            bind_workers=int(os.environ.get("SUANLI_BIND_WORKERS", cls.bind_workers)),
+        )

@@ -1,0 +1,241 @@
+"""The operator end to end: real kube-apiserver + etcd + garbage collector, kwok nodes of all three vendors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import wait_for
+from .operator_harness import (
+    OperatorProcess,
+    create_job,
+    delete_nodes,
+    get_job,
+    job_manifest,
+    job_pods,
+    make_fleet,
+    phase,
+)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def fleet(api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+          operator: OperatorProcess) -> Iterator[list[str]]:
+    """Two racks of four 8-card nodes per vendor, only for this test.
+
+    Teardown deletes the test's jobs and waits for their pods to go before the nodes do, so no gang of
+    this test restarts onto the next test's fleet.
+    """
+    names = make_fleet(core, f"f{uuid.uuid4().hex[:5]}", ["huawei", "nvidia", "hygon"])
+    try:
+        yield names
+    finally:
+        custom = client.CustomObjectsApi(api_client)
+        custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", namespace, "aitrainingjobs")
+        try:
+            wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
+        finally:
+            delete_nodes(core, names)
+
+
+def _env(pod: client.V1Pod) -> dict[str, str]:
+    return {e.name: e.value for e in pod.spec.containers[0].env or []}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "resource", "backend"),
+    [("huawei", "huawei.com/Ascend910", "HCCL"), ("nvidia", "nvidia.com/gpu", "NCCL"), ("hygon", "hygon.com/hcu", "RCCL")],
+)
+def test_job_runs_to_success_on_each_vendor(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str],
+    vendor: str, resource: str, backend: str,
+) -> None:
+    create_job(api_client, namespace, job_manifest("train", [vendor], replicas=2, per_replica=8, after="3s"))
+    wait_for(lambda: phase(api_client, namespace, "train") == "Running", 30, what="Running")
+    pods = job_pods(core, namespace, "train")
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod.spec.scheduler_name == "suanli"
+        assert pod.spec.node_name, "bound through the Binding subresource"
+        assert vendor in pod.spec.node_name
+        assert pod.spec.containers[0].resources.limits[resource] == "8"
+        env = _env(pod)
+        assert env["SUANLI_COLLECTIVE_BACKEND"] == backend
+        assert env["WORLD_SIZE"] == "16" and env["PET_NNODES"] == "2" and env["PET_NPROC_PER_NODE"] == "8"
+        assert env["MASTER_ADDR"] == f"train-0.train.{namespace}.svc"
+    ranks = sorted(int(_env(p)["RANK"]) for p in pods)
+    assert ranks == [0, 8]
+    core.read_namespaced_service("train", namespace)
+    if vendor == "huawei":
+        cm = core.read_namespaced_config_map("rings-config-train", namespace)
+        table = json.loads(cm.data["hccl.json"])
+        assert table["server_count"] == "2"
+        assert sorted(d["rank_id"] for s in table["server_list"] for d in s["device"]) == sorted(str(i) for i in range(16))
+    wait_for(lambda: phase(api_client, namespace, "train") == "Succeeded", 40, what="Succeeded")
+    status = get_job(api_client, namespace, "train")["status"]
+    assert status["vendor"] == vendor
+    assert status["completionTime"] and status["startTime"]
+    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in status["conditions"])
+    reasons = {e.reason for e in core.list_namespaced_event(namespace).items}
+    assert {"Placed", "Running", "Succeeded"} <= reasons
+
+
+def test_same_job_falls_back_to_next_vendor_when_first_is_full(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    # 8 Ascend nodes: a 8x8 job fills them all; the next job prefers Ascend but must take H100.
+    create_job(api_client, namespace, job_manifest("filler", ["huawei"], replicas=8, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "filler") == "Running", 30, what="filler Running")
+    create_job(api_client, namespace, job_manifest("flex", ["huawei", "nvidia", "hygon"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "flex") == "Running", 30, what="flex Running")
+    status = get_job(api_client, namespace, "flex")["status"]
+    assert status["vendor"] == "nvidia" and status["candidateIndex"] == 1
+    assert all(p.spec.containers[0].image.endswith(":cuda") for p in job_pods(core, namespace, "flex"))
+
+
+def test_gang_of_16_lands_in_one_rack(api_client: client.ApiClient, namespace: str, fleet: list[str]) -> None:
+    create_job(api_client, namespace, job_manifest("wide", ["nvidia"], replicas=16, per_replica=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "wide") == "Running", 30, what="Running")
+    status = get_job(api_client, namespace, "wide")["status"]
+    assert status["span"]["racks"] == 1
+    assert len({p["rack"] for p in status["placement"]}) == 1 and len(status["placement"]) == 16
+
+
+def test_unfittable_job_waits_with_reason_then_starts_when_capacity_frees(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("hog", ["hygon"], replicas=8, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "hog") == "Running", 30, what="hog Running")
+    create_job(api_client, namespace, job_manifest("waiter", ["hygon"], replicas=2, after="1s"))
+
+    def pending_with_reason() -> str | None:
+        status = get_job(api_client, namespace, "waiter").get("status") or {}
+        return status.get("message") if status.get("reason") == "Unschedulable" else None
+
+    message = wait_for(pending_with_reason, 20, what="an Unschedulable reason")
+    assert "DCU-K100-AI" in message or "hygon" in message
+    assert phase(api_client, namespace, "waiter") == "Pending"
+    assert not job_pods(core, namespace, "waiter"), "a waiting gang holds nothing"
+    client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "hog")
+    wait_for(lambda: phase(api_client, namespace, "waiter") in ("Running", "Succeeded"), 60, what="waiter to start")
+
+
+def test_competing_gangs_never_hold_partial_allocations(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    # 8 H100 nodes; two gangs of 5 whole nodes each: exactly one fits, the other holds nothing.
+    create_job(api_client, namespace, job_manifest("a", ["nvidia"], replicas=5, simulate=None))
+    create_job(api_client, namespace, job_manifest("b", ["nvidia"], replicas=5, simulate=None))
+
+    def settled() -> bool:
+        return sorted([str(phase(api_client, namespace, "a")), str(phase(api_client, namespace, "b"))]) == [
+            "Pending", "Running"]
+
+    wait_for(settled, 30, what="one Running and one Pending")
+    counts = sorted([len(job_pods(core, namespace, "a")), len(job_pods(core, namespace, "b"))])
+    assert counts == [0, 5]
+
+
+def test_node_not_ready_restarts_the_gang_elsewhere(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("resilient", ["huawei"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "resilient") == "Running", 30, what="Running")
+    victim = get_job(api_client, namespace, "resilient")["status"]["placement"][0]["node"]
+    # Take the node away from kwok and report it NotReady, as the node lifecycle controller would.
+    core.patch_node(victim, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
+    core.patch_node_status(victim, {"status": {"conditions": [
+        {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "kubelet stopped posting"}]}})
+
+    def restarted_elsewhere() -> bool:
+        status = get_job(api_client, namespace, "resilient").get("status") or {}
+        nodes = {p["node"] for p in status.get("placement", [])}
+        return status.get("phase") == "Running" and status.get("restarts") == 1 and victim not in nodes
+
+    wait_for(restarted_elsewhere, 40, what="a restart away from the lost node")
+    status = get_job(api_client, namespace, "resilient")["status"]
+    assert victim in status["badNodes"]
+    live = [p for p in job_pods(core, namespace, "resilient") if p.metadata.deletion_timestamp is None]
+    assert len(live) == 2 and all(p.metadata.labels["suanli.io/generation"] == "1" for p in live)
+
+
+def test_deleting_a_job_removes_its_pods_service_and_rank_table(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("gone", ["huawei"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "gone") == "Running", 30, what="Running")
+    core.read_namespaced_config_map("rings-config-gone", namespace)
+    client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "gone")
+
+    def all_gone() -> bool:
+        pods = job_pods(core, namespace, "gone")
+        services = core.list_namespaced_service(namespace).items
+        cms = [c for c in core.list_namespaced_config_map(namespace).items if c.metadata.name == "rings-config-gone"]
+        return not pods and not services and not cms
+
+    wait_for(all_gone, 40, what="the garbage collector to remove pods, Service and ConfigMap")
+
+
+def test_killed_operator_resumes_without_duplicate_pods(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str],
+    operator: OperatorProcess,
+) -> None:
+    names = [f"j{i}" for i in range(6)]
+    for name in names:
+        create_job(api_client, namespace, job_manifest(name, ["nvidia", "huawei", "hygon"], replicas=4,
+                                                       per_replica=2, simulate=None))
+    # Kill it as soon as the first gang is being bound: some jobs are mid-bind, some not started.
+    wait_for(lambda: any(job_pods(core, namespace, n) for n in names), 30, interval=0.02, what="first pods")
+    operator.kill()
+    operator.start()
+
+    def all_running() -> bool:
+        return all(phase(api_client, namespace, n) == "Running" for n in names)
+
+    wait_for(all_running, 60, what="every job Running after the restart")
+    for name in names:
+        pods = job_pods(core, namespace, name)
+        replicas = sorted(int(p.metadata.labels["suanli.io/replica"]) for p in pods)
+        assert replicas == [0, 1, 2, 3], (name, [p.metadata.name for p in pods])
+        assert all(p.spec.node_name for p in pods)
+
+
+def test_invalid_spec_change_on_running_job_is_refused(
+    api_client: client.ApiClient, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("fixed", ["nvidia"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "fixed") == "Running", 30, what="Running")
+    try:
+        client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+            "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "fixed", {"spec": {"replicas": 3}})
+    except ApiException as exc:  # the CRD itself may refuse it; that is a clear refusal too
+        assert exc.status == 422 and "replicas" in exc.body
+        return
+
+    def refused() -> bool:
+        conds = (get_job(api_client, namespace, "fixed").get("status") or {}).get("conditions", [])
+        return any(c["type"] == "SpecChangeRefused" and c["status"] == "True" for c in conds)
+
+    wait_for(refused, 20, what="a SpecChangeRefused condition")
+    assert phase(api_client, namespace, "fixed") == "Running"
