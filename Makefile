@@ -4,7 +4,7 @@ CACHE  := .cache
 STAMP  := $(CACHE)/setup-$(shell cat pyproject.toml | sha256sum | cut -c1-12).stamp
 export PYTHONPATH := $(CURDIR)/operator
 
-.PHONY: setup tools test test-unit test-integration lint crds demo cluster-up cluster-down bench clean
+.PHONY: setup tools toolchains test test-unit test-integration lint crds demo cluster-up cluster-down bench clean
 
 ## setup: install Suanli (compiling kernels/) and the test tools; redone only when pyproject.toml changes
 setup: $(STAMP)
@@ -17,9 +17,16 @@ $(STAMP): pyproject.toml
 tools:
 	hack/build-tools
 
-## test: lint, unit, kernel and integration tests (the integration tests start their own control plane)
-test: setup tools
-	$(PYTHON) -m pytest -q -p no:cacheprovider --timeout=600
+## toolchains: nvcc (PyPI) and hipcc (Debian) for the kernels' CUDA/HIP compile checks; once per machine
+toolchains: $(CACHE)/toolchains.stamp
+$(CACHE)/toolchains.stamp: kernels/tools/install-gpu-toolchains.sh
+	@mkdir -p $(CACHE)
+	PYTHON=$(PYTHON) kernels/tools/install-gpu-toolchains.sh
+	@touch $@
+
+## test: unit, kernel (CPU run, CUDA/HIP compile, ASan) and integration tests on a real control plane
+test: setup tools toolchains
+	SUANLI_REQUIRE_GPU_TOOLCHAINS=1 $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=900
 
 test-unit: setup
 	$(PYTHON) -m pytest -q -m "not integration" --timeout=300

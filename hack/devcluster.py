@@ -167,9 +167,7 @@ class Cluster:
 
 def build_tools(tools: str = "") -> Path:
     """Build or reuse the pinned binaries; returns their directory."""
-    out = subprocess.run(
-        [str(HACK / "build-tools"), *tools.split()], check=True, stdout=subprocess.PIPE, text=True
-    )
+    out = subprocess.run([str(HACK / "build-tools"), *tools.split()], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -200,18 +198,55 @@ def _make_pki(pki: Path) -> None:
     if (pki / "admin.token").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=suanli-dev-ca",
-             "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"))
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=suanli-dev-ca",
+        "-keyout",
+        str(pki / "ca.key"),
+        "-out",
+        str(pki / "ca.crt"),
+    )
     ext = pki / "server.ext"
     ext.write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n"
     )
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
-             "-keyout", str(pki / "server.key"), "-out", str(pki / "server.csr"))
-    _openssl("x509", "-req", "-in", str(pki / "server.csr"), "-CA", str(pki / "ca.crt"),
-             "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
-             "-extfile", str(ext), "-out", str(pki / "server.crt"))
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        str(pki / "server.key"),
+        "-out",
+        str(pki / "server.csr"),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(pki / "server.csr"),
+        "-CA",
+        str(pki / "ca.crt"),
+        "-CAkey",
+        str(pki / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(pki / "server.crt"),
+    )
     _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
     token = os.urandom(16).hex()
@@ -226,10 +261,15 @@ def _write_kubeconfig(cluster: Cluster) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "suanli-dev", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": base64.b64encode(ca.encode()).decode(),
-        }}],
+        "clusters": [
+            {
+                "name": "suanli-dev",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority-data": base64.b64encode(ca.encode()).decode(),
+                },
+            }
+        ],
         "users": [{"name": "admin", "user": {"token": cluster.token}}],
         "contexts": [{"name": "suanli-dev", "context": {"cluster": "suanli-dev", "user": "admin"}}],
         "current-context": "suanli-dev",
@@ -240,8 +280,12 @@ def _write_kubeconfig(cluster: Cluster) -> None:
 def _spawn(cluster: Cluster, name: str, argv: list[str]) -> None:
     log = open(cluster.dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child for its lifetime
     proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=cluster.env(),
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=cluster.env(),
     )
     cluster.pids[name] = proc.pid
     cluster.save()
@@ -300,56 +344,94 @@ def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False) ->
     _write_kubeconfig(cluster)
     pki = directory / "pki"
 
-    _spawn(cluster, "etcd", [
-        str(bin_dir / "etcd"), "--name", "suanli-dev", "--data-dir", str(directory / "etcd-data"),
-        "--listen-client-urls", f"http://127.0.0.1:{cluster.etcd_port}",
-        "--advertise-client-urls", f"http://127.0.0.1:{cluster.etcd_port}",
-        "--listen-peer-urls", f"http://127.0.0.1:{_free_port()}",
-        "--quota-backend-bytes", str(4 << 30),
-    ])
+    _spawn(
+        cluster,
+        "etcd",
+        [
+            str(bin_dir / "etcd"),
+            "--name",
+            "suanli-dev",
+            "--data-dir",
+            str(directory / "etcd-data"),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{cluster.etcd_port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{cluster.etcd_port}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{_free_port()}",
+            "--quota-backend-bytes",
+            str(4 << 30),
+        ],
+    )
     _wait("etcd", lambda: _etcd_up(cluster.etcd_port), cluster, "etcd", 30)
 
-    _spawn(cluster, "kube-apiserver", [
-        str(bin_dir / "kube-apiserver"),
-        f"--etcd-servers=http://127.0.0.1:{cluster.etcd_port}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={cluster.api_port}",
-        f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-        "--authorization-mode=Node,RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-        # One apiserver, no peers: skip the endpoint reconciler's leases and the 1 s default delay.
-        "--endpoint-reconciler-type=none",
-        # Debian's etcd 3.4 lacks the progress notifications that streaming lists need. Without this the
-        # server accepts sendInitialEvents watches and then fails them mid-stream, and client-go (kwok)
-        # only sees changes at each re-list; refused up front, clients fall back to LIST + WATCH.
-        "--feature-gates=WatchList=false",
-    ])
+    _spawn(
+        cluster,
+        "kube-apiserver",
+        [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{cluster.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={cluster.api_port}",
+            f"--tls-cert-file={pki / 'server.crt'}",
+            f"--tls-private-key-file={pki / 'server.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            # One apiserver, no peers: skip the endpoint reconciler's leases and the 1 s default delay.
+            "--endpoint-reconciler-type=none",
+            # Debian's etcd 3.4 lacks the progress notifications that streaming lists need. Without this the
+            # server accepts sendInitialEvents watches and then fails them mid-stream, and client-go (kwok)
+            # only sees changes at each re-list; refused up front, clients fall back to LIST + WATCH.
+            "--feature-gates=WatchList=false",
+        ],
+    )
     _wait("kube-apiserver /readyz", lambda: _get(cluster, "/readyz"), cluster, "kube-apiserver", 90)
 
-    _spawn(cluster, "kube-controller-manager", [
-        str(bin_dir / "kube-controller-manager"), f"--kubeconfig={cluster.kubeconfig}",
-        f"--controllers={CONTROLLERS}", "--leader-elect=false", "--bind-address=127.0.0.1",
-        f"--secure-port={_free_port()}", f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
-        # The GC's informers resync slowly by default; tests wait on cascades, so keep it brisk.
-        "--concurrent-gc-syncs=10",
-    ])
+    _spawn(
+        cluster,
+        "kube-controller-manager",
+        [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--controllers={CONTROLLERS}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={_free_port()}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            # The GC's informers resync slowly by default; tests wait on cascades, so keep it brisk.
+            "--concurrent-gc-syncs=10",
+        ],
+    )
 
     if kwok:
         stages = directory / "kwok-stages.yaml"
         defaults = sorted((bin_dir / "kwok-stages").glob("*.yaml"))
         stages.write_text("\n---\n".join([*(p.read_text() for p in defaults), KWOK_STAGES]))
-        _spawn(cluster, "kwok", [
-            str(bin_dir / "kwok"), f"--kubeconfig={cluster.kubeconfig}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-            "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
-            f"--config={stages}", f"--server-address=127.0.0.1:{_free_port()}",
-        ])
+        _spawn(
+            cluster,
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
+                "--cidr=10.0.0.1/24",
+                "--node-ip=10.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--config={stages}",
+                f"--server-address=127.0.0.1:{_free_port()}",
+            ],
+        )
     cluster.save()
     return cluster
 

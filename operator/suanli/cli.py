@@ -82,15 +82,21 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
                         help="peering priority; the highest-priority live replica is the active one")
     parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
                         help="serve kopf's liveness probe here (default: %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port; 0 disables (default: 9090)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
 def _run_run(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     import kopf
 
     from .controller import handlers  # noqa: F401 - importing registers the handlers with kopf
+
+    if args.metrics_port is not None:
+        os.environ["SUANLI_METRICS_PORT"] = str(args.metrics_port)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -99,13 +99,15 @@ def transition(
     conds = list(status.conditions)
     for type_, value in conditions:
         conds = set_condition(conds, _condition(job, type_, value, reason, message, now))
-    return status.model_copy(update={
-        "phase": phase,
-        "reason": reason,
-        "message": message,
-        "conditions": conds,
-        "observed_generation": job.metadata.get("generation"),
-    })
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "conditions": conds,
+            "observed_generation": job.metadata.get("generation"),
+        }
+    )
 
 
 def _restart_or_fail(
@@ -122,10 +124,14 @@ def _restart_or_fail(
     if event in policy.restart_on and status.restarts < policy.max_restarts:
         avoided = sorted({*status.bad_nodes, *bad_nodes})
         new = transition(
-            job, status, JobPhase.RESTARTING, event.value,
+            job,
+            status,
+            JobPhase.RESTARTING,
+            event.value,
             f"{detail}; restarting the whole gang ({status.restarts + 1} of {policy.max_restarts})"
             + (f", avoiding {', '.join(bad_nodes)}" if bad_nodes else ""),
-            now, [(JobConditionType.RESTARTING, True), (JobConditionType.READY, False)],
+            now,
+            [(JobConditionType.RESTARTING, True), (JobConditionType.READY, False)],
         ).model_copy(update={"restarts": status.restarts + 1, "bad_nodes": avoided, "placement": []})
         return Decision(new, delete_pods=doomed, events=[("Warning", event.value, new.message or "")])
     why = (
@@ -133,8 +139,15 @@ def _restart_or_fail(
         if event in policy.restart_on
         else f"{detail}; failurePolicy.restartOn does not include {event.value}"
     )
-    new = transition(job, status, JobPhase.FAILED, event.value, why, now,
-                     [(JobConditionType.FAILED, True), (JobConditionType.READY, False)])
+    new = transition(
+        job,
+        status,
+        JobPhase.FAILED,
+        event.value,
+        why,
+        now,
+        [(JobConditionType.FAILED, True), (JobConditionType.READY, False)],
+    )
     new = new.model_copy(update={"completion_time": now})
     return Decision(new, delete_pods=doomed, events=[("Warning", "Failed", why)])
 
@@ -181,8 +194,13 @@ def advance(
     sick = sorted({n for p in gang if (n := _node(p)) and nodes.get(n) == NodeVerdict.UNHEALTHY})
     if sick:
         return _restart_or_fail(
-            job, status, RestartEvent.ACCELERATOR_UNHEALTHY,
-            f"accelerator(s) on {', '.join(sick)} reported unhealthy", sick, gang, now,
+            job,
+            status,
+            RestartEvent.ACCELERATOR_UNHEALTHY,
+            f"accelerator(s) on {', '.join(sick)} reported unhealthy",
+            sick,
+            gang,
+            now,
         )
 
     decision = Decision(status, delete_pods=stale)
@@ -192,8 +210,12 @@ def advance(
     current = spec_hash(job)
     if any(((p.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != current for p in gang):
         refused = _condition(
-            job, "SpecChangeRefused", True, "RunningGangImmutable",
-            "spec changes do not apply to a running gang; delete and re-create the job to change it", now,
+            job,
+            "SpecChangeRefused",
+            True,
+            "RunningGangImmutable",
+            "spec changes do not apply to a running gang; delete and re-create the job to change it",
+            now,
         )
         if not any(c.type == "SpecChangeRefused" and c.status == ConditionStatus.TRUE for c in status.conditions):
             decision.events.append(("Warning", "SpecChangeRefused", refused.message))
@@ -201,8 +223,15 @@ def advance(
         status = decision.status
 
     if expected and len(by_replica) == expected and all(_phase(p) == "Succeeded" for p in by_replica.values()):
-        new = transition(job, status, JobPhase.SUCCEEDED, "Completed", "all replicas succeeded", now,
-                         [(JobConditionType.SUCCEEDED, True), (JobConditionType.READY, False)])
+        new = transition(
+            job,
+            status,
+            JobPhase.SUCCEEDED,
+            "Completed",
+            "all replicas succeeded",
+            now,
+            [(JobConditionType.SUCCEEDED, True), (JobConditionType.READY, False)],
+        )
         decision.status = new.model_copy(update={"completion_time": now, "ready_replicas": 0})
         decision.events.append(("Normal", "Succeeded", "all replicas succeeded"))
         return decision

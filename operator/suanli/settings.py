@@ -18,6 +18,8 @@ class OperatorSettings:
     bind_workers: int = 32
     """Parallel API calls when creating and binding a gang's pods: a 512-replica gang is 1,024 calls, and
     the API server, not the client, should be the limit."""
+    metrics_port: int = 9090
+    """Port of the Prometheus /metrics endpoint; 0 turns it off (tests run several operators at once)."""
     request_timeout_seconds: float = 30.0
     """Per API request; a hung connection must not stall the scheduler forever."""
     inventory: InventorySettings = field(default_factory=InventorySettings)
@@ -29,4 +31,5 @@ class OperatorSettings:
             scheduler_name=os.environ.get("SUANLI_SCHEDULER_NAME", cls.scheduler_name),
             resync_seconds=float(os.environ.get("SUANLI_RESYNC_SECONDS", cls.resync_seconds)),
             bind_workers=int(os.environ.get("SUANLI_BIND_WORKERS", cls.bind_workers)),
+            metrics_port=int(os.environ.get("SUANLI_METRICS_PORT", cls.metrics_port)),
         )

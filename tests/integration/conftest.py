@@ -61,7 +61,10 @@ def kubectl(cluster: devcluster.Cluster) -> Kubectl:
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [str(cluster.bin / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-            capture_output=True, text=True, input=input, timeout=60,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=60,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")

@@ -30,6 +30,12 @@ IMAGES = {
 MODELS = {"huawei": "Ascend910B", "nvidia": "H100", "hygon": "DCU-K100-AI"}
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OperatorProcess:
     """`suanli run` as a child process against the test cluster; start, kill -9, restart."""
 
@@ -38,17 +44,24 @@ class OperatorProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONPATH": str(ROOT / "operator"),
-               "SUANLI_RESYNC_SECONDS": "2"}
+        self.port, self.metrics_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONPATH": str(ROOT / "operator"),
+            "SUANLI_RESYNC_SECONDS": "2",
+            "SUANLI_METRICS_PORT": str(self.metrics_port),
+        }
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "suanli", "run", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -78,8 +91,15 @@ class OperatorProcess:
                 self.kill()
 
 
-def make_fleet(core: client.CoreV1Api, prefix: str, vendors: Iterable[str], racks: int = 2,
-               nodes_per_rack: int = 4, zone: str = "z0", region: str = "region-a") -> list[str]:
+def make_fleet(
+    core: client.CoreV1Api,
+    prefix: str,
+    vendors: Iterable[str],
+    racks: int = 2,
+    nodes_per_rack: int = 4,
+    zone: str = "z0",
+    region: str = "region-a",
+) -> list[str]:
     """kwok nodes labelled like real ones of each vendor, `racks` racks of `nodes_per_rack` per vendor."""
     names = []
     for vendor in vendors:
@@ -102,8 +122,16 @@ def delete_nodes(core: client.CoreV1Api, names: Iterable[str]) -> None:
                 raise
 
 
-def job_manifest(name: str, vendors: Iterable[str], *, replicas: int = 2, per_replica: int = 8,
-                 simulate: str | None = "succeed", after: str = "2s", **spec: Any) -> dict[str, Any]:
+def job_manifest(
+    name: str,
+    vendors: Iterable[str],
+    *,
+    replicas: int = 2,
+    per_replica: int = 8,
+    simulate: str | None = "succeed",
+    after: str = "2s",
+    **spec: Any,
+) -> dict[str, Any]:
     annotations = {"suanli.io/simulate": simulate, "suanli.io/simulate-after": after} if simulate else {}
     return {
         "apiVersion": "suanli.io/v1alpha1",
@@ -113,21 +141,30 @@ def job_manifest(name: str, vendors: Iterable[str], *, replicas: int = 2, per_re
             "replicas": replicas,
             "acceleratorsPerReplica": per_replica,
             "candidates": [{"vendor": v, "model": MODELS[v], "image": IMAGES[v]} for v in vendors],
-            "template": {"command": ["torchrun", "train.py"], "annotations": annotations,
-                         "resources": {"requests": {"cpu": "4", "memory": "16Gi"}}},
+            "template": {
+                "command": ["torchrun", "train.py"],
+                "annotations": annotations,
+                "resources": {"requests": {"cpu": "4", "memory": "16Gi"}},
+            },
             **spec,
         },
     }
 
 
 def create_job(api: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).create_namespaced_custom_object(
-        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", manifest))
+    return dict(
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "suanli.io", "v1alpha1", namespace, "aitrainingjobs", manifest
+        )
+    )
 
 
 def get_job(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", name))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "suanli.io", "v1alpha1", namespace, "aitrainingjobs", name
+        )
+    )
 
 
 def phase(api: client.ApiClient, namespace: str, name: str) -> str | None:

@@ -11,7 +11,9 @@ from kubernetes.client.rest import ApiException
 from .conftest import Kubectl, wait_for
 
 
-def fake_node(name: str, labels: dict[str, str] | None = None, allocatable: dict[str, str] | None = None) -> dict[str, Any]:
+def fake_node(
+    name: str, labels: dict[str, str] | None = None, allocatable: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A Node that kwok manages (kwok.x-k8s.io/node=fake) with the given labels and allocatable."""
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110", **(allocatable or {})}
     return {
@@ -26,7 +28,9 @@ def fake_node(name: str, labels: dict[str, str] | None = None, allocatable: dict
 def test_rbac_is_enforced(api_client: client.ApiClient, namespace: str, cluster: Any) -> None:
     """A ServiceAccount with no bindings is refused: RBAC authorization is really on."""
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
     req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
     issued = core.create_namespaced_service_account_token("nobody", namespace, req)
     cfg = client.Configuration()
@@ -63,6 +67,7 @@ def test_kwok_runs_fake_nodes_and_pods(api_client: client.ApiClient, namespace: 
     node = f"kwok-{namespace}"
     core.create_node(fake_node(node))
     try:
+
         def ready() -> bool:
             conds = core.read_node(node).status.conditions or []
             return any(c.type == "Ready" and c.status == "True" for c in conds)
@@ -71,7 +76,10 @@ def test_kwok_runs_fake_nodes_and_pods(api_client: client.ApiClient, namespace: 
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "p", "annotations": {"suanli.io/simulate": "succeed", "suanli.io/simulate-after": "1s"}},
+            "metadata": {
+                "name": "p",
+                "annotations": {"suanli.io/simulate": "succeed", "suanli.io/simulate-after": "1s"},
+            },
             "spec": {
                 "nodeName": node,
                 "containers": [{"name": "c", "image": "example.invalid/none"}],

@@ -38,8 +38,9 @@ def core(api_client: client.ApiClient) -> client.CoreV1Api:
 
 
 @pytest.fixture
-def fleet(api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
-          operator: OperatorProcess) -> Iterator[list[str]]:
+def fleet(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, operator: OperatorProcess
+) -> Iterator[list[str]]:
     """Two racks of four 8-card nodes per vendor, only for this test.
 
     Teardown deletes the test's jobs and waits for their pods to go before the nodes do, so no gang of
@@ -63,11 +64,20 @@ def _env(pod: client.V1Pod) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("vendor", "resource", "backend"),
-    [("huawei", "huawei.com/Ascend910", "HCCL"), ("nvidia", "nvidia.com/gpu", "NCCL"), ("hygon", "hygon.com/hcu", "RCCL")],
+    [
+        ("huawei", "huawei.com/Ascend910", "HCCL"),
+        ("nvidia", "nvidia.com/gpu", "NCCL"),
+        ("hygon", "hygon.com/hcu", "RCCL"),
+    ],
 )
 def test_job_runs_to_success_on_each_vendor(
-    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str],
-    vendor: str, resource: str, backend: str,
+    api_client: client.ApiClient,
+    core: client.CoreV1Api,
+    namespace: str,
+    fleet: list[str],
+    vendor: str,
+    resource: str,
+    backend: str,
 ) -> None:
     create_job(api_client, namespace, job_manifest("train", [vendor], replicas=2, per_replica=8, after="3s"))
     wait_for(lambda: phase(api_client, namespace, "train") == "Running", 30, what="Running")
@@ -89,7 +99,9 @@ def test_job_runs_to_success_on_each_vendor(
         cm = core.read_namespaced_config_map("rings-config-train", namespace)
         table = json.loads(cm.data["hccl.json"])
         assert table["server_count"] == "2"
-        assert sorted(d["rank_id"] for s in table["server_list"] for d in s["device"]) == sorted(str(i) for i in range(16))
+        assert sorted(d["rank_id"] for s in table["server_list"] for d in s["device"]) == sorted(
+            str(i) for i in range(16)
+        )
     wait_for(lambda: phase(api_client, namespace, "train") == "Succeeded", 40, what="Succeeded")
     status = get_job(api_client, namespace, "train")["status"]
     assert status["vendor"] == vendor
@@ -136,7 +148,8 @@ def test_unfittable_job_waits_with_reason_then_starts_when_capacity_frees(
     assert phase(api_client, namespace, "waiter") == "Pending"
     assert not job_pods(core, namespace, "waiter"), "a waiting gang holds nothing"
     client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
-        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "hog")
+        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "hog"
+    )
     wait_for(lambda: phase(api_client, namespace, "waiter") in ("Running", "Succeeded"), 60, what="waiter to start")
 
 
@@ -149,7 +162,9 @@ def test_competing_gangs_never_hold_partial_allocations(
 
     def settled() -> bool:
         return sorted([str(phase(api_client, namespace, "a")), str(phase(api_client, namespace, "b"))]) == [
-            "Pending", "Running"]
+            "Pending",
+            "Running",
+        ]
 
     wait_for(settled, 30, what="one Running and one Pending")
     counts = sorted([len(job_pods(core, namespace, "a")), len(job_pods(core, namespace, "b"))])
@@ -164,8 +179,21 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
     victim = get_job(api_client, namespace, "resilient")["status"]["placement"][0]["node"]
     # Take the node away from kwok and report it NotReady, as the node lifecycle controller would.
     core.patch_node(victim, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
-    core.patch_node_status(victim, {"status": {"conditions": [
-        {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "kubelet stopped posting"}]}})
+    core.patch_node_status(
+        victim,
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "Unknown",
+                        "reason": "NodeStatusUnknown",
+                        "message": "kubelet stopped posting",
+                    }
+                ]
+            }
+        },
+    )
 
     def restarted_elsewhere() -> bool:
         status = get_job(api_client, namespace, "resilient").get("status") or {}
@@ -186,7 +214,8 @@ def test_deleting_a_job_removes_its_pods_service_and_rank_table(
     wait_for(lambda: phase(api_client, namespace, "gone") == "Running", 30, what="Running")
     core.read_namespaced_config_map("rings-config-gone", namespace)
     client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
-        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "gone")
+        "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "gone"
+    )
 
     def all_gone() -> bool:
         pods = job_pods(core, namespace, "gone")
@@ -198,13 +227,19 @@ def test_deleting_a_job_removes_its_pods_service_and_rank_table(
 
 
 def test_killed_operator_resumes_without_duplicate_pods(
-    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str],
+    api_client: client.ApiClient,
+    core: client.CoreV1Api,
+    namespace: str,
+    fleet: list[str],
     operator: OperatorProcess,
 ) -> None:
     names = [f"j{i}" for i in range(6)]
     for name in names:
-        create_job(api_client, namespace, job_manifest(name, ["nvidia", "huawei", "hygon"], replicas=4,
-                                                       per_replica=2, simulate=None))
+        create_job(
+            api_client,
+            namespace,
+            job_manifest(name, ["nvidia", "huawei", "hygon"], replicas=4, per_replica=2, simulate=None),
+        )
     # Kill it as soon as the first gang is being bound: some jobs are mid-bind, some not started.
     wait_for(lambda: any(job_pods(core, namespace, n) for n in names), 30, interval=0.02, what="first pods")
     operator.kill()
@@ -228,7 +263,8 @@ def test_invalid_spec_change_on_running_job_is_refused(
     wait_for(lambda: phase(api_client, namespace, "fixed") == "Running", 30, what="Running")
     try:
         client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
-            "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "fixed", {"spec": {"replicas": 3}})
+            "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "fixed", {"spec": {"replicas": 3}}
+        )
     except ApiException as exc:  # the CRD itself may refuse it; that is a clear refusal too
         assert exc.status == 422 and "replicas" in exc.body
         return
@@ -239,3 +275,35 @@ def test_invalid_spec_change_on_running_job_is_refused(
 
     wait_for(refused, 20, what="a SpecChangeRefused condition")
     assert phase(api_client, namespace, "fixed") == "Running"
+
+
+def test_metrics_report_jobs_latency_accelerators_and_metering(
+    api_client: client.ApiClient, namespace: str, fleet: list[str], operator: OperatorProcess
+) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    create_job(api_client, namespace, job_manifest("metered", ["nvidia"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "metered") == "Running", 30, what="Running")
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def metered() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        samples = scrape()
+        key = ("suanli_accelerator_seconds_total", (("model", "H100"), ("namespace", namespace), ("vendor", "nvidia")))
+        return samples if samples.get(key, 0) > 0 else None
+
+    samples = wait_for(metered, 20, interval=1, what="accelerator-seconds to accrue")
+    assert samples[("suanli_jobs", (("phase", "Running"),))] >= 1
+    assert samples[("suanli_scheduling_latency_seconds_count", (("vendor", "nvidia"),))] >= 1
+    allocated = samples[("suanli_accelerators", (("model", "H100"), ("state", "allocated"), ("vendor", "nvidia")))]
+    assert allocated >= 16
+    assert samples[("suanli_placement_span_count", (("level", "rack"),))] >= 1

@@ -19,19 +19,22 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.aitrainingjob import PLURAL, AITrainingJob, AITrainingJobStatus, JobConditionType, JobPhase, Vendor
+from ..api import Vendor
+from ..api.aitrainingjob import PLURAL, AITrainingJob, AITrainingJobStatus, JobConditionType, JobPhase
 from ..api.aitrainingjob import ReplicaPlacement as StatusReplica
 from ..api.aitrainingjob import Span as StatusSpan
 from ..api.base import GROUP, VERSION
 from ..api.base import now as api_now
 from ..inventory import Inventory, format_link_domains
+from ..inventory.models import model_matches
 from ..lifecycle import Decision, NodeVerdict, advance, transition
+from ..metrics import Metrics, StateCollector
 from ..placement import Placement, Unplaceable, plan
 from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name
 from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
@@ -62,9 +65,15 @@ def _ready(node: Mapping[str, Any]) -> bool:
 class Controller:
     """In-memory view of the cluster plus the engine thread that acts on it."""
 
-    def __init__(self, api: client.ApiClient, settings: OperatorSettings | None = None,
-                 clock: Callable[[], datetime] = api_now) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        settings: OperatorSettings | None = None,
+        clock: Callable[[], datetime] = api_now,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings or OperatorSettings()
+        self.metrics = metrics or Metrics()
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.clock = clock
@@ -81,9 +90,10 @@ class Controller:
         self._tried: dict[JobKey, int] = {}
         """Inventory generation at a job's last failed plan: nothing changed since, so don't re-plan."""
         self._last_full = 0.0
+        self._metered: dict[JobKey, float] = {}
+        """Monotonic time up to which each running job's accelerator-seconds have been counted."""
         self.cycles = 0
-        self.observers: list[Callable[[str, AITrainingJob, AITrainingJobStatus], None]] = []
-        """Called with (event, job, new status) after each status write: metrics hook in here."""
+        self.metrics.registry.register(StateCollector(self, lambda: self._lock))
 
     # -- feeds (called from kopf's watch handlers, any thread) ---------------------------------------
 
@@ -144,8 +154,15 @@ class Controller:
         return found.usable_cards if found else None
 
     def _jobs_on(self, node: str) -> set[JobKey]:
-        return {k for k, pods in self._pods.items() if any((p.get("spec") or {}).get("nodeName") == node
-                                                           for p in pods.values())}
+        return {
+            k
+            for k, pods in self._pods.items()
+            if any((p.get("spec") or {}).get("nodeName") == node for p in pods.values())
+        }
+
+    def job_phases(self) -> list[str]:
+        """Current phase of every known job (for the state gauges; caller holds the lock)."""
+        return [str((j.get("status") or {}).get("phase") or "Pending") for j in self._jobs.values()]
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -159,17 +176,20 @@ class Controller:
             jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=60)
         except ApiException as exc:
             if exc.status == 404:
-                raise RuntimeError(f"the {PLURAL}.{GROUP} CRD is not installed: "
-                                   "run `kubectl apply --server-side -f crds/` (or install the Helm chart)") from exc
+                raise RuntimeError(
+                    f"the {PLURAL}.{GROUP} CRD is not installed: "
+                    "run `kubectl apply --server-side -f crds/` (or install the Helm chart)"
+                ) from exc
             raise
-        for job in jobs["items"]:
+        for job in cast(dict[str, list[dict[str, Any]]], jobs)["items"]:
             self.on_job("ADDED", job)
 
     @staticmethod
     def _list(call: Callable[..., Any]) -> list[dict[str, Any]]:
         # Raw JSON: the typed client's to_dict() rewrites keys to snake_case, and label keys with it.
         resp = call(_preload_content=False, _request_timeout=120)
-        return list(json.loads(resp.data)["items"])
+        body: dict[str, Any] = json.loads(resp.data)
+        return list(body["items"])
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suanli-engine", daemon=True)
@@ -206,6 +226,22 @@ class Controller:
         for key in sorted(dirty):
             self.reconcile(key)
         self.schedule()
+        self._meter()
+
+    def _meter(self) -> None:
+        """Accrue accelerator-seconds of running gangs since the last pass."""
+        now = time.monotonic()
+        with self._lock:
+            running = {k: j for k, j in self._jobs.items() if (j.get("status") or {}).get("phase") == "Running"}
+            for key in list(self._metered):
+                if key not in running:
+                    del self._metered[key]
+        for key, job in running.items():
+            since = self._metered.get(key, now)
+            self._metered[key] = now
+            status, spec = job.get("status") or {}, job.get("spec") or {}
+            cards = len(status.get("placement") or []) * int(spec.get("acceleratorsPerReplica", 0))
+            self.metrics.meter(key[0], str(status.get("vendor")), str(status.get("model")), cards * (now - since))
 
     # -- placed and finished jobs ------------------------------------------------------------------
 
@@ -230,8 +266,15 @@ class Controller:
             return  # Scheduling is finished by schedule(), which resumes interrupted binds
         if job.status.phase is None:
             now = self.clock()
-            status = transition(job, job.status, JobPhase.PENDING, "Queued", "waiting for the scheduler", now,
-                                [(JobConditionType.PLACED, False)])
+            status = transition(
+                job,
+                job.status,
+                JobPhase.PENDING,
+                "Queued",
+                "waiting for the scheduler",
+                now,
+                [(JobConditionType.PLACED, False)],
+            )
             self._write(job, status, ("Normal", "Queued", "job accepted; waiting for accelerators"))
             return
         with self._lock:
@@ -252,6 +295,8 @@ class Controller:
 
     def _apply(self, job: AITrainingJob, decision: Decision) -> None:
         ns = str(job.metadata["namespace"])
+        if decision.phase == JobPhase.RESTARTING and job.status.phase != JobPhase.RESTARTING:
+            self.metrics.gang_restarted(ns, decision.status.reason or "Unknown")
         if decision.delete_pods:
             self._parallel(lambda name: self._delete_pod(ns, name), decision.delete_pods)
         if decision.status != job.status:
@@ -260,15 +305,27 @@ class Controller:
             for event in decision.events:
                 self._event(job, *event)
         if decision.delete_job:
-            _ignore(404, lambda: self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, ns, PLURAL, str(job.metadata["name"]), propagation_policy="Background",
-                _request_timeout=self.settings.request_timeout_seconds))
+            _ignore(
+                404,
+                lambda: self.custom.delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    ns,
+                    PLURAL,
+                    str(job.metadata["name"]),
+                    propagation_policy="Background",
+                    _request_timeout=self.settings.request_timeout_seconds,
+                ),
+            )
 
     def _refresh_rank_table(self, job: AITrainingJob, pods: list[dict[str, Any]]) -> None:
         """Complete the Ascend rank table once pods have IPs (HCCL launchers wait for "completed")."""
         slots = self._slots(job)
-        by_replica = {int((p["metadata"].get("labels") or {}).get("suanli.io/replica", -1)): p for p in pods
-                      if (p["metadata"].get("labels") or {}).get("suanli.io/generation") == str(job.status.restarts)}
+        by_replica = {
+            int((p["metadata"].get("labels") or {}).get("suanli.io/replica", -1)): p
+            for p in pods
+            if (p["metadata"].get("labels") or {}).get("suanli.io/generation") == str(job.status.restarts)
+        }
         cm = build_rank_table_config_map(job, slots, by_replica)
         name, ns = rank_table_name(str(job.metadata["name"])), str(job.metadata["namespace"])
         try:
@@ -276,7 +333,7 @@ class Controller:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            _ignore(409, lambda: self.core.create_namespaced_config_map(ns, cm, _request_timeout=10))
+            _ignore(409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=10))
             return
         if (current.data or {}) != cm["data"]:
             self.core.patch_namespaced_config_map(name, ns, {"data": cm["data"]}, _request_timeout=10)
@@ -292,10 +349,16 @@ class Controller:
             job = self._parse(key)
             if job is not None and job.status.phase == JobPhase.SCHEDULING:
                 self._realize(job, self._slots(job))
-        waiting = [(k, j) for k, j in jobs if (j.get("status") or {}).get("phase") in (JobPhase.PENDING,
-                                                                                        JobPhase.RESTARTING)]
-        waiting.sort(key=lambda kj: (-int((kj[1].get("spec") or {}).get("priority", 0)),
-                                     str(kj[1]["metadata"].get("creationTimestamp", "")), kj[0]))
+        waiting = [
+            (k, j) for k, j in jobs if (j.get("status") or {}).get("phase") in (JobPhase.PENDING, JobPhase.RESTARTING)
+        ]
+        waiting.sort(
+            key=lambda kj: (
+                -int((kj[1].get("spec") or {}).get("priority", 0)),
+                str(kj[1]["metadata"].get("creationTimestamp", "")),
+                kj[0],
+            )
+        )
         for key, _ in waiting:
             with self._lock:
                 if self._tried.get(key) == self.inventory.generation:
@@ -317,36 +380,49 @@ class Controller:
         if isinstance(outcome, Unplaceable):
             self._tried[key] = generation
             message = outcome.summary + "".join(
-                f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False))
+                f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False)
+            )
             if job.status.message != message:
-                status = transition(job, job.status, JobPhase.PENDING, "Unschedulable", message, now,
-                                    [(JobConditionType.PLACED, False)])
+                status = transition(
+                    job, job.status, JobPhase.PENDING, "Unschedulable", message, now, [(JobConditionType.PLACED, False)]
+                )
                 self._write(job, status, ("Warning", "Unschedulable", outcome.summary))
             return
         status = transition(
-            job, job.status, JobPhase.SCHEDULING, "Placed",
+            job,
+            job.status,
+            JobPhase.SCHEDULING,
+            "Placed",
             f"placed {len(outcome.replicas)} replicas on {outcome.model} ({outcome.vendor}) across "
             f"{outcome.span.get(Level.RACK, 0)} rack(s), {outcome.span.get(Level.ZONE, 0)} zone(s) "
             f"in {1000 * (time.monotonic() - t0):.1f} ms",
-            now, [(JobConditionType.PLACED, True)],
-        ).model_copy(update={
-            "vendor": Vendor(outcome.vendor),
-            "model": outcome.model,
-            "candidate_index": outcome.candidate_index,
-            "placement": [
-                StatusReplica(
-                    replica=r.index, node=r.node, candidate_index=outcome.candidate_index,
-                    link_domain=format_link_domains(r.link_domains) or None,
-                    rack=r.domains.get(Level.RACK) or None, zone=r.domains.get(Level.ZONE) or None,
-                    region=r.domains.get(Level.REGION) or None,
-                )
-                for r in outcome.replicas
-            ],
-            "span": StatusSpan(
-                nodes=outcome.span.get(Level.NODE, 0), racks=outcome.span.get(Level.RACK, 0),
-                zones=outcome.span.get(Level.ZONE, 0), regions=outcome.span.get(Level.REGION, 0),
-            ),
-        })
+            now,
+            [(JobConditionType.PLACED, True)],
+        ).model_copy(
+            update={
+                "vendor": Vendor(outcome.vendor),
+                "model": outcome.model,
+                "candidate_index": outcome.candidate_index,
+                "placement": [
+                    StatusReplica(
+                        replica=r.index,
+                        node=r.node,
+                        candidate_index=outcome.candidate_index,
+                        link_domain=format_link_domains(r.link_domains) or None,
+                        rack=r.domains.get(Level.RACK) or None,
+                        zone=r.domains.get(Level.ZONE) or None,
+                        region=r.domains.get(Level.REGION) or None,
+                    )
+                    for r in outcome.replicas
+                ],
+                "span": StatusSpan(
+                    nodes=outcome.span.get(Level.NODE, 0),
+                    racks=outcome.span.get(Level.RACK, 0),
+                    zones=outcome.span.get(Level.ZONE, 0),
+                    regions=outcome.span.get(Level.REGION, 0),
+                ),
+            }
+        )
         # Persist the plan before acting on it: a restarted operator finishes it instead of re-planning.
         if not self._write(job, status, ("Normal", "Placed", status.message or "")):
             self._unreserve(job, slots)
@@ -362,24 +438,52 @@ class Controller:
         for r in job.status.placement:
             node = self.inventory.get(r.node)
             resource = node.resource if node else _default_resource(candidate.vendor)
-            out.append(GangSlot(r.replica, r.node, resource, candidate.vendor, candidate.image, r.link_domain,
-                                first_device=_first_device(node.link_domains if node else (), r.link_domain)))
+            out.append(
+                GangSlot(
+                    r.replica,
+                    r.node,
+                    resource,
+                    candidate.vendor,
+                    candidate.image,
+                    r.link_domain,
+                    first_device=_first_device(node.link_domains if node else (), r.link_domain),
+                )
+            )
         return out
 
     def _slots_from(self, job: AITrainingJob, placement: Placement) -> list[GangSlot]:
         slots = []
         for r in placement.replicas:
-            candidate = next((c for c in job.spec.candidates if c.vendor == r.vendor
-                              and (c.model is None or c.model == r.model)), job.spec.candidates[placement.candidate_index])
+            candidate = next(
+                (
+                    c
+                    for c in job.spec.candidates
+                    if c.vendor == r.vendor and (c.model is None or model_matches(c.vendor, c.model, r.model))
+                ),
+                job.spec.candidates[placement.candidate_index],
+            )
             node = self.inventory.get(r.node)
             domains = format_link_domains(r.link_domains) or None
-            slots.append(GangSlot(r.index, r.node, r.resource, r.vendor, candidate.image, domains,
-                                  first_device=_first_device(node.link_domains if node else (), domains)))
+            slots.append(
+                GangSlot(
+                    r.index,
+                    r.node,
+                    r.resource,
+                    r.vendor,
+                    candidate.image,
+                    domains,
+                    first_device=_first_device(node.link_domains if node else (), domains),
+                )
+            )
         return slots
 
     def _pods_for(self, job: AITrainingJob, slots: list[GangSlot]) -> list[dict[str, Any]]:
-        return [build_pod(job, s, world=len(slots), generation=job.status.restarts,
-                          scheduler_name=self.settings.scheduler_name) for s in slots]
+        return [
+            build_pod(
+                job, s, world=len(slots), generation=job.status.restarts, scheduler_name=self.settings.scheduler_name
+            )
+            for s in slots
+        ]
 
     def _reserve(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
         for pod in self._pods_for(job, slots):
@@ -397,32 +501,66 @@ class Controller:
         ns = str(job.metadata["namespace"])
         timeout = self.settings.request_timeout_seconds
         try:
-            _ignore(409, lambda: self.core.create_namespaced_service(ns, build_service(job), _request_timeout=timeout))
+            _ignore(
+                409,
+                lambda: self.core.create_namespaced_service(
+                    ns, _manifest(build_service(job)), _request_timeout=timeout
+                ),
+            )
             if slots and VENDOR_PROFILES[slots[0].vendor].needs_rank_table:
                 cm = build_rank_table_config_map(job, slots, {})
-                _ignore(409, lambda: self.core.create_namespaced_config_map(ns, cm, _request_timeout=timeout))
+                _ignore(
+                    409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=timeout)
+                )
             pods = self._pods_for(job, slots)
-            self._parallel(lambda pod: _ignore(409, lambda: self.core.create_namespaced_pod(
-                ns, pod, _request_timeout=timeout)), pods)
-            self._parallel(lambda pod: self._bind(ns, pod["metadata"]["name"],
-                                                  pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]), pods)
+            self._parallel(
+                lambda pod: _ignore(
+                    409, lambda: self.core.create_namespaced_pod(ns, _manifest(pod), _request_timeout=timeout)
+                ),
+                pods,
+            )
+            self._parallel(
+                lambda pod: self._bind(
+                    ns, pod["metadata"]["name"], pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]
+                ),
+                pods,
+            )
         except (ApiException, BindError) as exc:
             reason = exc.reason if isinstance(exc, ApiException) else str(exc)
             log.warning("gang %s/%s failed to bind, rolling back: %s", ns, job.metadata["name"], reason)
             names = [pod_name(str(job.metadata["name"]), job.status.restarts, s.replica) for s in slots]
             self._parallel(lambda n: self._delete_pod(ns, n), names)
             self._unreserve(job, slots)
-            status = transition(job, job.status, JobPhase.PENDING, "BindFailed",
-                                f"binding the gang failed and was rolled back; will re-plan: {reason}",
-                                self.clock(), [(JobConditionType.PLACED, False)])
+            self.metrics.bind_failures.inc()
+            status = transition(
+                job,
+                job.status,
+                JobPhase.PENDING,
+                "BindFailed",
+                f"binding the gang failed and was rolled back; will re-plan: {reason}",
+                self.clock(),
+                [(JobConditionType.PLACED, False)],
+            )
             self._write(job, status.model_copy(update={"placement": []}), ("Warning", "BindFailed", str(reason)))
             return
         now = self.clock()
-        status = transition(job, job.status, JobPhase.RUNNING, "Bound",
-                            f"all {len(slots)} replicas bound; " + (job.status.message or ""), now)
+        status = transition(
+            job,
+            job.status,
+            JobPhase.RUNNING,
+            "Bound",
+            f"all {len(slots)} replicas bound; " + (job.status.message or ""),
+            now,
+        )
         if status.start_time is None:
             status = status.model_copy(update={"start_time": now})
-        self._write(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound"))
+        if self._write(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound")):
+            span = job.status.span
+            self.metrics.gang_bound(
+                str(job.status.vendor),
+                (now - _waiting_since(job)).total_seconds(),
+                {"rack": span.racks, "zone": span.zones, "region": span.regions} if span else {},
+            )
 
     def _bind(self, ns: str, name: str, node: str) -> None:
         body = client.V1Binding(
@@ -431,19 +569,25 @@ class Controller:
         )
         try:
             # _preload_content=False: the generated client fails to deserialize the Binding it gets back.
-            self.core.create_namespaced_pod_binding(name, ns, body, _preload_content=False,
-                                                    _request_timeout=self.settings.request_timeout_seconds)
+            self.core.create_namespaced_pod_binding(
+                name, ns, body, _preload_content=False, _request_timeout=self.settings.request_timeout_seconds
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
             # Already bound (a resumed bind, or someone else): fine only if it went where we planned.
             pod = self.core.read_namespaced_pod(name, ns, _request_timeout=10)
-            if pod.spec.node_name != node:
-                raise BindError(f"pod {name} is bound to {pod.spec.node_name}, not the planned {node}") from exc
+            bound = pod.spec.node_name if pod.spec else None
+            if bound != node:
+                raise BindError(f"pod {name} is bound to {bound}, not the planned {node}") from exc
 
     def _delete_pod(self, ns: str, name: str) -> None:
-        _ignore(404, lambda: self.core.delete_namespaced_pod(
-            name, ns, grace_period_seconds=0, _request_timeout=self.settings.request_timeout_seconds))
+        _ignore(
+            404,
+            lambda: self.core.delete_namespaced_pod(
+                name, ns, grace_period_seconds=0, _request_timeout=self.settings.request_timeout_seconds
+            ),
+        )
 
     # -- API helpers --------------------------------------------------------------------------------
 
@@ -465,16 +609,20 @@ class Controller:
                 self._jobs[key]["status"] = wire
         for event in events:
             self._event(job, *event)
-        for observer in self.observers:
-            observer("status", job, status)
         return True
 
     def _patch_status(self, key: JobKey, wire: dict[str, Any]) -> bool:
         try:
             # A merge patch: None fields in `wire` are sent as null and so cleared on the server.
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, key[0], PLURAL, key[1], {"status": wire},
-                _request_timeout=self.settings.request_timeout_seconds)
+                GROUP,
+                VERSION,
+                key[0],
+                PLURAL,
+                key[1],
+                {"status": wire},
+                _request_timeout=self.settings.request_timeout_seconds,
+            )
             return True
         except ApiException as exc:
             if exc.status == 404:
@@ -487,20 +635,35 @@ class Controller:
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(name=f"{meta['name']}.{uuid.uuid4().hex[:12]}", namespace=meta["namespace"]),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind="AITrainingJob", name=meta["name"],
-                namespace=meta["namespace"], uid=meta.get("uid")),
-            reason=reason, message=message[:1024], type=type_, count=1,
-            first_timestamp=now, last_timestamp=now,
-            source=client.V1EventSource(component="suanli"), reporting_component="suanli",
+                api_version=f"{GROUP}/{VERSION}",
+                kind="AITrainingJob",
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            source=client.V1EventSource(component="suanli"),
+            reporting_component="suanli",
             reporting_instance="suanli",
         )
         # Events are best-effort: never let their failure stop a gang.
-        self._pool.submit(_ignore_all, lambda: self.core.create_namespaced_event(
-            meta["namespace"], body, _request_timeout=10))
+        self._pool.submit(
+            _ignore_all, lambda: self.core.create_namespaced_event(meta["namespace"], body, _request_timeout=10)
+        )
 
 
 class BindError(RuntimeError):
     """A pod of the gang could not be bound where the plan put it."""
+
+
+def _manifest(body: dict[str, Any]) -> Any:
+    """The client sends plain dicts as they are; its type hints only know its generated classes."""
+    return body
 
 
 def _ignore(status: int, call: Callable[[], object]) -> None:
@@ -514,8 +677,20 @@ def _ignore(status: int, call: Callable[[], object]) -> None:
 def _ignore_all(call: Callable[[], object]) -> None:
     try:
         call()
-    except Exception as exc:  # noqa: BLE001 - best-effort path
+    except Exception as exc:
         log.debug("best-effort API call failed: %s", exc)
+
+
+def _waiting_since(job: AITrainingJob) -> datetime:
+    """When the current gang started waiting: the restart for a restarted gang, else the job's creation."""
+    for cond in job.status.conditions:
+        if cond.type == JobConditionType.RESTARTING:
+            return cond.last_transition_time
+    created = str(job.metadata.get("creationTimestamp") or "")
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return api_now()
 
 
 def _default_resource(vendor: str) -> str:

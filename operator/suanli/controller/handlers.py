@@ -15,7 +15,9 @@ from .engine import Controller
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def configure(
+    settings: kopf.OperatorSettings, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
     # Watches are long polls: let the server end them before our client gives up on them.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -23,43 +25,45 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     settings.posting.level = logging.WARNING
     ours = OperatorSettings.from_env()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     # One connection per API worker thread, or they queue on the pool instead of the server.
     cfg.connection_pool_maxsize = ours.bind_workers + 8
     controller = Controller(client.ApiClient(cfg), ours)
     controller.prime()
     controller.start()
+    if ours.metrics_port:
+        controller.metrics.serve(ours.metrics_port)
     memo.controller = controller
     logger.info("suanli engine started with %d accelerator nodes", len(controller.inventory))
 
 
 @kopf.on.cleanup()
-def shutdown(memo: kopf.Memo, **_: Any) -> None:
+def shutdown(memo: Any, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         controller.stop()
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+def node_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_node(event.get("type"), event["object"])
 
 
 @kopf.on.event("", "v1", "pods")
-def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_pod(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_job(event.get("type"), event["object"])
 
 
 @kopf.on.probe(id="engine")
-def engine_alive(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+def engine_alive(memo: Any, **_: Any) -> dict[str, Any]:
     controller: Controller | None = memo.get("controller")
     if controller is None or not controller.alive():
         raise kopf.PermanentError("the scheduling engine is not running")

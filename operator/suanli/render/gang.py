@@ -258,11 +258,13 @@ def build_rank_table_config_map(
             rank += 1
         pod_ip = status.get("podIP")
         complete = complete and bool(pod_ip)
-        servers.append({
-            "server_id": status.get("hostIP") or slot.node,
-            "container_ip": pod_ip or "",
-            "device": devices,
-        })
+        servers.append(
+            {
+                "server_id": status.get("hostIP") or slot.node,
+                "container_ip": pod_ip or "",
+                "device": devices,
+            }
+        )
     table = {
         "status": "completed" if complete else "initializing",
         "version": "1.0",

@@ -1,0 +1,122 @@
+"""Per-vendor rendering: one job, three vendors' pods, with no cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from suanli.api import parse_job
+from suanli.render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name, spec_hash
+
+RESOURCES = {"huawei": "huawei.com/Ascend910", "nvidia": "nvidia.com/gpu", "hygon": "hygon.com/hcu"}
+
+
+def job(**spec: Any) -> Any:
+    return parse_job({
+        "apiVersion": "suanli.io/v1alpha1",
+        "kind": "AITrainingJob",
+        "metadata": {"name": "llama", "namespace": "team-a", "uid": "u-1", "generation": 1},
+        "spec": {
+            "replicas": 4,
+            "acceleratorsPerReplica": 8,
+            "candidates": [
+                {"vendor": "huawei", "model": "Ascend910B", "image": "img:ascend"},
+                {"vendor": "nvidia", "model": "H100", "image": "img:cuda"},
+                {"vendor": "hygon", "image": "img:dtk"},
+            ],
+            "template": {
+                "command": ["torchrun"],
+                "args": ["train.py"],
+                "env": [{"name": "MASTER_PORT", "value": "12345"}, {"name": "EPOCHS", "value": "3"}],
+                "resources": {"requests": {"cpu": "16", "memory": "64Gi"}},
+            },
+            **spec,
+        },
+    })
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "backend", "visible"),
+    [("huawei", "HCCL", "ASCEND_RT_VISIBLE_DEVICES"), ("nvidia", "NCCL", "CUDA_VISIBLE_DEVICES"),
+     ("hygon", "RCCL", "HIP_VISIBLE_DEVICES")],
+)
+def test_same_job_renders_for_each_vendor(vendor: str, backend: str, visible: str) -> None:
+    slot = GangSlot(2, "node-7", RESOURCES[vendor], vendor, f"img:{vendor}", "1")
+    pod = build_pod(job(), slot, world=4, generation=3, scheduler_name="suanli")
+    assert pod["metadata"]["name"] == pod_name("llama", 3, 2) == "llama-g3-2"
+    spec = pod["spec"]
+    assert spec["schedulerName"] == "suanli" and "nodeName" not in spec, "bound later through Binding"
+    assert spec["restartPolicy"] == "Never"
+    assert spec["hostname"] == "llama-2" and spec["subdomain"] == "llama"
+    container = spec["containers"][0]
+    assert container["image"] == f"img:{vendor}"
+    assert container["resources"]["limits"] == {RESOURCES[vendor]: "8"}
+    assert container["resources"]["requests"] == {"cpu": "16", "memory": "64Gi", RESOURCES[vendor]: "8"}
+    env = env_of(pod)
+    assert env["SUANLI_COLLECTIVE_BACKEND"] == backend
+    assert env[visible] == "0,1,2,3,4,5,6,7"
+    assert env["WORLD_SIZE"] == "32" and env["RANK"] == "16" and env["LOCAL_RANK"] == "0"
+    assert env["PET_NNODES"] == "4" and env["PET_NPROC_PER_NODE"] == "8" and env["PET_NODE_RANK"] == "2"
+    assert env["MASTER_ADDR"] == env["PET_MASTER_ADDR"] == "llama-0.llama.team-a.svc"
+    assert env["MASTER_PORT"] == "12345", "the user's env wins over ours"
+    assert env["EPOCHS"] == "3"
+    assert [e["name"] for e in container["env"]].count("MASTER_PORT") == 1
+    assert pod["metadata"]["annotations"]["suanli.io/planned-node"] == "node-7"
+    assert pod["metadata"]["annotations"]["suanli.io/link-domain"] == "1"
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "AITrainingJob" and owner["uid"] == "u-1" and owner["controller"] is True
+    assert {"key": RESOURCES[vendor], "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert ("/user/serverid/devindex/config" in mounts) == (vendor == "huawei")
+    if vendor == "huawei":
+        assert env["RANK_TABLE_FILE"] == "/user/serverid/devindex/config/hccl.json"
+        assert env["RANK_SIZE"] == "32"
+
+
+def test_service_is_headless_and_publishes_unready_ranks() -> None:
+    svc = build_service(job(rendezvousPort=23456))
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {"suanli.io/job": "llama"}
+    assert svc["spec"]["ports"][0]["port"] == 23456
+
+
+def test_rank_table_initializing_until_every_pod_has_an_ip() -> None:
+    j = job(replicas=2)
+    slots = [GangSlot(0, "n0", "huawei.com/Ascend910", "huawei", "i", "0+1", 0),
+             GangSlot(1, "n1", "huawei.com/Ascend910", "huawei", "i", "1", 4)]
+    cm = build_rank_table_config_map(j, slots, {})
+    table = json.loads(cm["data"]["hccl.json"])
+    assert cm["metadata"]["name"] == "rings-config-llama"
+    assert table["status"] == "initializing" and table["server_count"] == "2"
+    assert [d["device_id"] for d in table["server_list"][1]["device"]] == [str(i) for i in range(4, 12)]
+    plugin_record = json.dumps({"devices": [{"device_id": str(i), "device_ip": f"10.1.0.{i}"} for i in range(8)]})
+    pods = {
+        0: {"status": {"podIP": "172.16.0.5", "hostIP": "192.168.1.10"}},
+        1: {"status": {"podIP": "172.16.0.6", "hostIP": "192.168.1.11"},
+            "metadata": {"annotations": {"ascend.kubectl.kubernetes.io/ascend-910-configuration": plugin_record}}},
+    }
+    table = json.loads(build_rank_table_config_map(j, slots, pods)["data"]["hccl.json"])
+    assert table["status"] == "completed"
+    second = table["server_list"][1]
+    assert second["server_id"] == "192.168.1.11" and second["container_ip"] == "172.16.0.6"
+    assert second["device"][3] == {"device_id": "3", "device_ip": "10.1.0.3", "rank_id": "11"}
+    assert [d["rank_id"] for s in table["server_list"] for d in s["device"]] == [str(i) for i in range(16)]
+
+
+def test_malformed_device_plugin_record_falls_back_to_ring_ids() -> None:
+    slots = [GangSlot(0, "n0", "huawei.com/Ascend910", "huawei", "i", "1", 4)]
+    pods = {0: {"metadata": {"annotations": {"ascend.kubectl.kubernetes.io/ascend-910-configuration": "{nope"}}}}
+    table = json.loads(build_rank_table_config_map(job(replicas=1), slots, pods)["data"]["hccl.json"])
+    assert [d["device_id"] for d in table["server_list"][0]["device"]] == [str(i) for i in range(4, 12)]
+
+
+def test_spec_hash_ignores_scheduling_only_fields() -> None:
+    assert spec_hash(job()) == spec_hash(job(priority=100, queue="team-a", ttlSecondsAfterFinished=60))
+    assert spec_hash(job()) != spec_hash(job(replicas=5))
