@@ -112,6 +112,18 @@ spec:
       {{ end }}
 """
 
+# With `up(audit=True)`: every request the API server serves, at Metadata level (who, verb, resource,
+# subresource, namespace, name, response code; no bodies), one JSON line each, so tests can compare
+# what a ServiceAccount really does with what its RBAC grants. RequestReceived is left out: it
+# duplicates each request's ResponseComplete line.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+"""
+
 
 @dataclass
 class Cluster:
@@ -126,6 +138,11 @@ class Cluster:
     @property
     def kubeconfig(self) -> Path:
         return self.dir / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines); exists only for clusters started with audit=True."""
+        return self.dir / "audit.log"
 
     @property
     def server(self) -> str:
@@ -321,11 +338,15 @@ def _etcd_up(port: int) -> bool:
         return False
 
 
-def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False) -> Cluster:
-    """Start the control plane (or reuse the one already running in `directory`)."""
+def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False, audit: bool = False) -> Cluster:
+    """Start the control plane (or reuse the one already running in `directory`).
+
+    `audit` turns on the API server's audit log (`Cluster.audit_log`, see AUDIT_POLICY); it is off by
+    default because it writes a line per request.
+    """
     directory = directory.resolve()
     existing = Cluster.load(directory)
-    if existing and existing.alive() and not fresh:
+    if existing and existing.alive() and not fresh and (not audit or existing.audit_log.exists()):
         return existing
     if existing:
         down(directory)
@@ -339,6 +360,15 @@ def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False) ->
             path.unlink()
     for log in directory.glob("*.log"):
         log.unlink()
+    audit_flags: list[str] = []
+    if audit:
+        policy = directory / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        audit_flags = [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={directory / 'audit.log'}",
+            "--audit-log-format=json",
+        ]
     _make_pki(directory / "pki")
     cluster = Cluster(dir=directory, bin=bin_dir, api_port=_free_port(), etcd_port=_free_port())
     _write_kubeconfig(cluster)
@@ -390,6 +420,7 @@ def up(directory: Path = DEFAULT_DIR, kwok: bool = True, fresh: bool = False) ->
             # server accepts sendInitialEvents watches and then fails them mid-stream, and client-go (kwok)
             # only sees changes at each re-list; refused up front, clients fall back to LIST + WATCH.
             "--feature-gates=WatchList=false",
+            *audit_flags,
         ],
     )
     _wait("kube-apiserver /readyz", lambda: _get(cluster, "/readyz"), cluster, "kube-apiserver", 90)
@@ -463,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory (default: %(default)s)")
     parser.add_argument("--no-kwok", action="store_true", help="do not start kwok")
     parser.add_argument("--fresh", action="store_true", help="restart even if already running")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="write the API server's audit log (every request, Metadata level) to DIR/audit.log",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build_tools())
@@ -476,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         print("running" if running else "stopped")
         return 0 if running else 1
     t0 = time.monotonic()
-    cluster = up(args.dir, kwok=not args.no_kwok, fresh=args.fresh)
+    cluster = up(args.dir, kwok=not args.no_kwok, fresh=args.fresh, audit=args.audit)
     print(f"# control plane ready in {time.monotonic() - t0:.1f}s; logs in {cluster.dir}", file=sys.stderr)
     print(f"export KUBECONFIG={cluster.kubeconfig} PATH={cluster.bin}:$PATH")
     return 0
