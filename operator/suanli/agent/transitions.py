@@ -1,0 +1,85 @@
+"""Health transitions between the last published status and a new report, as Node Events to emit.
+
+The previous state is read back from the AcceleratorNode, not kept in memory, so a restarted agent
+(or a ``--once`` run) neither repeats nor misses a transition. Cards are matched by bus id, which,
+unlike the runtime index, survives a card vanishing. One event per kind of change and run, listing
+the cards, so a node losing eight cards at once writes one Warning, not eight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from suanli.api import AcceleratorNodeStatus, DeviceHealth
+
+from .labels import TAINT_EFFECT, TAINT_KEY
+from .report import Card, NodeReport
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One Event to record on the Node."""
+
+    reason: str
+    """AcceleratorUnhealthy, AcceleratorRecovered, AcceleratorHealthUnknown or AcceleratorMissing."""
+    type: str
+    """``Warning`` or ``Normal``, as Kubernetes Events are typed."""
+    message: str
+
+
+def _describe(cards: Sequence[Card], with_detail: bool) -> str:
+    return "; ".join(
+        f"card {c.index} ({c.bus_id})" + (f": {c.detail}" if with_detail and c.detail else "") for c in cards
+    )
+
+
+def health_transitions(
+    previous: AcceleratorNodeStatus | None, report: NodeReport, tainted: bool, untainted: bool
+) -> list[Transition]:
+    """What changed since ``previous``: cards turning Unhealthy or Unknown, recovering, or vanishing.
+
+    A card seen for the first time is a transition only when it is not Healthy. ``tainted`` and
+    ``untainted`` say whether this run adds or removes the node's taint, which the messages mention.
+    """
+    before = {d.bus_id: d.health for d in previous.devices if d.bus_id} if previous else {}
+    summary = f"{report.usable} of {report.count} cards usable"
+    broke, recovered, unknown = [], [], []
+    for card in report.cards:
+        old = before.get(card.bus_id)
+        if card.health == old:
+            continue
+        if card.health == DeviceHealth.UNHEALTHY:
+            broke.append(card)
+        elif card.health == DeviceHealth.HEALTHY and old is not None:
+            recovered.append(card)
+        elif card.health == DeviceHealth.UNKNOWN:
+            unknown.append(card)
+    seen = {c.bus_id for c in report.cards}
+    missing = sorted(bus for bus in before if bus not in seen)
+
+    out: list[Transition] = []
+    if broke:
+        message = f"unhealthy: {_describe(broke, True)}; {summary}"
+        if tainted:
+            message += f"; tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}"
+        out.append(Transition("AcceleratorUnhealthy", "Warning", message))
+    if missing:
+        out.append(Transition("AcceleratorMissing", "Warning",
+                              f"no longer found on the PCI bus: {', '.join(missing)}; {summary}"))
+    if unknown:
+        why = "; ".join(report.health_unknown_because)
+        out.append(Transition("AcceleratorHealthUnknown", "Warning",
+                              f"health unknown (counted as usable): {_describe(unknown, not why)}"
+                              + (f"; {why}" if why else "")))
+    if recovered:
+        message = f"healthy again: {_describe(recovered, False)}; {summary}"
+        if untainted:
+            message += f"; removed the node's {TAINT_KEY} taint"
+        out.append(Transition("AcceleratorRecovered", "Normal", message))
+    elif untainted:
+        out.append(Transition("AcceleratorRecovered", "Normal", f"removed the node's {TAINT_KEY} taint; {summary}"))
+    if tainted and not broke:
+        out.append(Transition("AcceleratorUnhealthy", "Warning",
+                              f"tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}; {summary}"))
+    return out
