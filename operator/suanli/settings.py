@@ -18,6 +18,9 @@ class OperatorSettings:
     bind_workers: int = 32
     """Parallel API calls when creating and binding a gang's pods: a 512-replica gang is 1,024 calls, and
     the API server, not the client, should be the limit."""
+    gang_workers: int = 8
+    """Gangs bound at once. Planning stays serial; binding is API-bound, so overlapping a few gangs keeps
+    the API server busy instead of waiting on round trips one gang at a time."""
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off (tests run several operators at once)."""
     request_timeout_seconds: float = 30.0

@@ -80,7 +80,7 @@ def test_job_runs_to_success_on_each_vendor(
     backend: str,
 ) -> None:
     create_job(api_client, namespace, job_manifest("train", [vendor], replicas=2, per_replica=8, after="3s"))
-    wait_for(lambda: phase(api_client, namespace, "train") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "train") == "Running", 60, what="Running")
     pods = job_pods(core, namespace, "train")
     assert len(pods) == 2
     for pod in pods:
@@ -102,7 +102,7 @@ def test_job_runs_to_success_on_each_vendor(
         assert sorted(d["rank_id"] for s in table["server_list"] for d in s["device"]) == sorted(
             str(i) for i in range(16)
         )
-    wait_for(lambda: phase(api_client, namespace, "train") == "Succeeded", 40, what="Succeeded")
+    wait_for(lambda: phase(api_client, namespace, "train") == "Succeeded", 90, what="Succeeded")
     status = get_job(api_client, namespace, "train")["status"]
     assert status["vendor"] == vendor
     assert status["completionTime"] and status["startTime"]
@@ -126,7 +126,7 @@ def test_same_job_falls_back_to_next_vendor_when_first_is_full(
 
 def test_gang_of_16_lands_in_one_rack(api_client: client.ApiClient, namespace: str, fleet: list[str]) -> None:
     create_job(api_client, namespace, job_manifest("wide", ["nvidia"], replicas=16, per_replica=2, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "wide") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "wide") == "Running", 60, what="Running")
     status = get_job(api_client, namespace, "wide")["status"]
     assert status["span"]["racks"] == 1
     assert len({p["rack"] for p in status["placement"]}) == 1 and len(status["placement"]) == 16
@@ -175,7 +175,7 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
     api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
 ) -> None:
     create_job(api_client, namespace, job_manifest("resilient", ["huawei"], replicas=2, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "resilient") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "resilient") == "Running", 60, what="Running")
     victim = get_job(api_client, namespace, "resilient")["status"]["placement"][0]["node"]
     # Take the node away from kwok and report it NotReady, as the node lifecycle controller would.
     core.patch_node(victim, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
@@ -211,7 +211,7 @@ def test_deleting_a_job_removes_its_pods_service_and_rank_table(
     api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
 ) -> None:
     create_job(api_client, namespace, job_manifest("gone", ["huawei"], replicas=2, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "gone") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "gone") == "Running", 60, what="Running")
     core.read_namespaced_config_map("rings-config-gone", namespace)
     client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
         "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "gone"
@@ -260,7 +260,7 @@ def test_invalid_spec_change_on_running_job_is_refused(
     api_client: client.ApiClient, namespace: str, fleet: list[str]
 ) -> None:
     create_job(api_client, namespace, job_manifest("fixed", ["nvidia"], replicas=2, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "fixed") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "fixed") == "Running", 60, what="Running")
     try:
         client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
             "suanli.io", "v1alpha1", namespace, "aitrainingjobs", "fixed", {"spec": {"replicas": 3}}
@@ -285,7 +285,7 @@ def test_metrics_report_jobs_latency_accelerators_and_metering(
     from prometheus_client.parser import text_string_to_metric_families
 
     create_job(api_client, namespace, job_manifest("metered", ["nvidia"], replicas=2, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "metered") == "Running", 30, what="Running")
+    wait_for(lambda: phase(api_client, namespace, "metered") == "Running", 60, what="Running")
 
     def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as resp:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -83,6 +83,10 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(self.settings.bind_workers, thread_name_prefix="suanli-api")
+        self._gangs = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-gang")
+        self._gang_futures: set[Future[None]] = set()
+        self._inflight: set[JobKey] = set()
+        """Jobs whose gang a worker is persisting and binding right now."""
         self._jobs: dict[JobKey, dict[str, Any]] = {}
         self._pods: dict[JobKey, dict[str, dict[str, Any]]] = {}
         self._node_ready: dict[str, bool] = {}
@@ -200,6 +204,7 @@ class Controller:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=30)
+        self._gangs.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def alive(self) -> bool:
@@ -224,7 +229,7 @@ class Controller:
                 self._last_full = time.monotonic()
                 dirty |= set(self._jobs)
         for key in sorted(dirty):
-            self.reconcile(key)
+            self._dispatch_reconcile(key)
         self.schedule()
         self._meter()
 
@@ -260,23 +265,37 @@ class Controller:
                 self._patch_status(key, {"phase": "Pending", "reason": "InvalidSpec", "message": str(exc)[:4000]})
             return None
 
+    def _dispatch_reconcile(self, key: JobKey) -> None:
+        """Advance one job on a worker: jobs are independent, and each writes to the API server."""
+        with self._lock:
+            if key in self._inflight:
+                self._dirty.add(key)  # a worker owns it now; look again on the next pass
+                return
+            self._inflight.add(key)
+
+        def work() -> None:
+            try:
+                self.reconcile(key)
+            except Exception:
+                log.exception("job %s/%s: reconcile failed; retrying on the next pass", *key)
+                with self._lock:
+                    self._dirty.add(key)
+            finally:
+                with self._lock:
+                    self._inflight.discard(key)
+
+        self._submit(work)
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        future = self._gangs.submit(work)
+        with self._lock:
+            self._gang_futures.add(future)
+        future.add_done_callback(lambda f: self._gang_futures.discard(f))
+
     def reconcile(self, key: JobKey) -> None:
         job = self._parse(key)
-        if job is None or job.status.phase == JobPhase.SCHEDULING:
-            return  # Scheduling is finished by schedule(), which resumes interrupted binds
-        if job.status.phase is None:
-            now = self.clock()
-            status = transition(
-                job,
-                job.status,
-                JobPhase.PENDING,
-                "Queued",
-                "waiting for the scheduler",
-                now,
-                [(JobConditionType.PLACED, False)],
-            )
-            self._write(job, status, ("Normal", "Queued", "job accepted; waiting for accelerators"))
-            return
+        if job is None or job.status.phase in (None, JobPhase.SCHEDULING):
+            return  # new jobs are the scheduler's; Scheduling is resumed by schedule()
         with self._lock:
             pods = list(self._pods.get(key, {}).values())
             verdicts = {n: self._verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
@@ -341,17 +360,19 @@ class Controller:
     # -- scheduling --------------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        """Resume interrupted binds, then plan waiting gangs by priority, then age."""
+        """Resume interrupted binds, then plan waiting gangs by priority, then age.
+
+        Planning is serial (one writer of the inventory, so two gangs never get the same cards); binding a
+        planned gang is handed to a gang worker, so the next plan need not wait for the API server.
+        """
         with self._lock:
-            jobs = list(self._jobs.items())
-        resuming = [k for k, j in jobs if (j.get("status") or {}).get("phase") == JobPhase.SCHEDULING]
-        for key in resuming:
-            job = self._parse(key)
-            if job is not None and job.status.phase == JobPhase.SCHEDULING:
-                self._realize(job, self._slots(job))
-        waiting = [
-            (k, j) for k, j in jobs if (j.get("status") or {}).get("phase") in (JobPhase.PENDING, JobPhase.RESTARTING)
-        ]
+            jobs = [(k, j) for k, j in self._jobs.items() if k not in self._inflight]
+        for key, raw in jobs:
+            if (raw.get("status") or {}).get("phase") == JobPhase.SCHEDULING:
+                job = self._parse(key)
+                if job is not None and job.status.phase == JobPhase.SCHEDULING:
+                    self._dispatch(key, job, self._slots(job), None)
+        waiting = [(k, j) for k, j in jobs if (j.get("status") or {}).get("phase") in WAITING]
         waiting.sort(
             key=lambda kj: (
                 -int((kj[1].get("spec") or {}).get("priority", 0)),
@@ -361,11 +382,42 @@ class Controller:
         )
         for key, _ in waiting:
             with self._lock:
-                if self._tried.get(key) == self.inventory.generation:
+                if self._tried.get(key) == self.inventory.generation or key in self._inflight:
                     continue
             job = self._parse(key)
             if job is not None and job.status.phase in WAITING:
                 self._schedule_one(key, job)
+
+    def _dispatch(self, key: JobKey, job: AITrainingJob, slots: list[GangSlot],
+                  plan_status: AITrainingJobStatus | None) -> None:
+        """Bind `job`'s gang on a gang worker; `plan_status` (when given) is persisted first."""
+        with self._lock:
+            self._inflight.add(key)
+
+        def work() -> None:
+            try:
+                current = job
+                if plan_status is not None:
+                    # Persist the plan before acting on it: a restarted operator finishes it, not re-plans.
+                    if not self._write(job, plan_status, ("Normal", "Placed", plan_status.message or "")):
+                        self._unreserve(job, slots)
+                        return
+                    current = job.model_copy(update={"status": plan_status})
+                self._realize(current, slots)
+            except Exception:
+                log.exception("gang %s/%s: binding crashed; the next pass resumes it", *key)
+            finally:
+                with self._lock:
+                    self._inflight.discard(key)
+                self._wake.set()
+
+        self._submit(work)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for every gang being bound (tests, and a clean shutdown)."""
+        with self._lock:
+            pending = list(self._gang_futures)
+        wait(pending, timeout=timeout)
 
     def _schedule_one(self, key: JobKey, job: AITrainingJob) -> None:
         t0 = time.monotonic()
@@ -423,12 +475,7 @@ class Controller:
                 ),
             }
         )
-        # Persist the plan before acting on it: a restarted operator finishes it instead of re-planning.
-        if not self._write(job, status, ("Normal", "Placed", status.message or "")):
-            self._unreserve(job, slots)
-            return
-        job = job.model_copy(update={"status": status})
-        self._realize(job, slots)
+        self._dispatch(key, job, slots, status)
 
     def _slots(self, job: AITrainingJob) -> list[GangSlot]:
         """The gang's slots from the plan recorded in its status (used when resuming)."""

@@ -47,18 +47,20 @@ def shutdown(memo: Any, **_: Any) -> None:
         controller.stop()
 
 
+# Async on purpose: feeding the engine takes microseconds under a lock, so a hop to kopf's thread pool
+# for every pod event would cost more than the work.
 @kopf.on.event("", "v1", "nodes")
-def node_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def node_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_node(event.get("type"), event["object"])
 
 
 @kopf.on.event("", "v1", "pods")
-def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_pod(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_job(event.get("type"), event["object"])
 
 

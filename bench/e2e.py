@@ -1,0 +1,249 @@
+"""End-to-end scheduling benchmark: Suanli vs kube-scheduler on the same kwok fleet, in one run.
+
+    python bench/e2e.py --nodes 1000 --jobs 200 --replicas 8 --json
+
+1. A private control plane (hack/devcluster.py) with `--nodes` kwok nodes from bench/fleet.py
+   (a third each Ascend 910B, H100, DCU; 16 nodes a rack), all idle.
+2. Suanli: the operator runs as a process; `--jobs` AITrainingJobs of `--replicas` replicas x
+   `--per-replica` cards are submitted as fast as the client can; a pod watch records when each pod
+   is bound. Reported: pods bound per second (first submission → last bind), p50/p99 time from a job's
+   creation to its last pod bound, gangs left partial, gangs placed in their narrowest domain.
+3. kube-scheduler, built from the same k8s.io/kubernetes module, binds the same number of plain pods
+   with the same requests on the same nodes (Suanli stopped and its pods gone first), submitted in the
+   same groups; same measures.
+Prints one JSON object with --json (keys include suanli_pods_per_s, kube_scheduler_pods_per_s,
+p99_job_bound_s, partial_gangs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "bench"), str(ROOT / "tests" / "integration")]
+
+import devcluster  # noqa: E402
+from operator_harness import OperatorProcess  # noqa: E402
+
+from fleet import _VENDORS, node_dict  # noqa: E402
+
+NAMESPACE = "bench"
+
+
+def make_nodes(core: client.CoreV1Api, count: int) -> list[dict[str, Any]]:
+    nodes = []
+    for i in range(count):
+        rack = i // 16
+        node = node_dict(f"bn-{i:05d}", rack % 3, f"r{rack}", f"z{rack // 8}", f"region-{rack // 32 % 2}")
+        node["metadata"]["annotations"] = {"kwok.x-k8s.io/node": "fake"}
+        nodes.append(node)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(core.create_node, nodes))
+    return nodes
+
+
+class BindRecorder:
+    """Watches pods in the benchmark namespace and records when each was first seen bound."""
+
+    def __init__(self, api: client.ApiClient, group_label: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.group_label = group_label
+        self.bound: dict[str, tuple[float, str, str]] = {}  # pod -> (time, group, node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for ev in w.stream(self.core.list_namespaced_pod, NAMESPACE, timeout_seconds=5):
+                    pod = ev["object"]
+                    if pod.spec.node_name and pod.metadata.name not in self.bound:
+                        group = (pod.metadata.labels or {}).get(self.group_label, "")
+                        self.bound[pod.metadata.name] = (time.monotonic(), group, pod.spec.node_name)
+                    if self._stop.is_set():
+                        break
+            except Exception:
+                time.sleep(0.2)
+
+    def wait(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.bound) >= count:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def job_body(i: int, replicas: int, per_replica: int) -> dict[str, Any]:
+    vendor = ("huawei", "nvidia", "hygon")[i % 3]
+    return {
+        "apiVersion": "suanli.io/v1alpha1",
+        "kind": "AITrainingJob",
+        "metadata": {"name": f"job-{i:04d}"},
+        "spec": {
+            "replicas": replicas,
+            "acceleratorsPerReplica": per_replica,
+            "candidates": [{"vendor": vendor, "image": f"bench/{vendor}:1"}],
+            "template": {"resources": {"requests": {"cpu": "1", "memory": "4Gi"}}},
+            "topology": {"required": "zone"},
+        },
+    }
+
+
+def plain_pod(i: int, r: int, per_replica: int) -> dict[str, Any]:
+    resource = _VENDORS[i % 3]["resource"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"job-{i:04d}-{r}", "labels": {"group": f"job-{i:04d}"}},
+        "spec": {
+            "containers": [{"name": "trainer", "image": "bench:1", "resources": {
+                "requests": {"cpu": "1", "memory": "4Gi", resource: str(per_replica)},
+                "limits": {resource: str(per_replica)}}}],
+            "restartPolicy": "Never",
+        },
+    }
+
+
+def summarize(created: dict[str, float], recorder: BindRecorder, replicas: int, t0: float) -> dict[str, Any]:
+    by_group: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for t, group, node in recorder.bound.values():
+        by_group[group].append((t, node))
+    latencies = sorted(max(t for t, _ in pods) - created[g] for g, pods in by_group.items() if g in created
+                       and len(pods) == replicas)
+    last = max((t for t, _, _ in recorder.bound.values()), default=t0)
+    bound = len(recorder.bound)
+    return {
+        "pods_bound": bound,
+        "pods_per_s": round(bound / max(last - t0, 1e-9), 1),
+        "p50_job_bound_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_job_bound_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3)
+        if latencies else None,
+        "partial_gangs": sum(1 for pods in by_group.values() if 0 < len(pods) < replicas),
+        "gangs_on_one_node": sum(1 for pods in by_group.values() if len({n for _, n in pods}) == 1),
+        "whole_gangs": sum(1 for pods in by_group.values() if len(pods) == replicas),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    bin_dir = devcluster.build_tools("kube-scheduler")
+    cluster = devcluster.up(ROOT / ".cache" / "bench-cluster", fresh=True)
+    operator = OperatorProcess(cluster.kubeconfig, cluster.dir / "operator.log")
+    scheduler: subprocess.Popen[bytes] | None = None
+    try:
+        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        api.configuration.connection_pool_maxsize = 32
+        core = client.CoreV1Api(api)
+        custom = client.CustomObjectsApi(api)
+        for crd in sorted((ROOT / "crds").glob("*.yaml")):
+            subprocess.run([str(cluster.bin / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "apply",
+                            "--server-side", "-f", str(crd)], check=True, capture_output=True)
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+        t_nodes = time.monotonic()
+        make_nodes(core, args.nodes)
+        node_setup_s = time.monotonic() - t_nodes
+        total = args.jobs * args.replicas
+
+        # --- Suanli ---
+        operator.start()
+        recorder = BindRecorder(api, "suanli.io/job")
+        created: dict[str, float] = {}
+        t0 = time.monotonic()
+
+        def submit_job(i: int) -> None:
+            body = job_body(i, args.replicas, args.per_replica)
+            created[body["metadata"]["name"]] = time.monotonic()
+            custom.create_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs", body)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(submit_job, range(args.jobs)))
+        done = recorder.wait(total, args.timeout)
+        recorder.stop()
+        suanli = summarize(created, recorder, args.replicas, t0)
+        suanli["completed"] = done
+        operator.stop()
+        custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs")
+        core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
+        deadline = time.monotonic() + 120
+        while core.list_namespaced_pod(NAMESPACE, limit=1).items and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+        # --- kube-scheduler, same fleet, same pods ---
+        log = open(cluster.dir / "kube-scheduler.log", "ab")  # noqa: SIM115 - owned by the child
+        scheduler = subprocess.Popen(
+            [str(bin_dir / "kube-scheduler"), f"--kubeconfig={cluster.kubeconfig}", "--leader-elect=false",
+             "--bind-address=127.0.0.1", f"--secure-port={devcluster._free_port()}"],
+            stdout=log, stderr=subprocess.STDOUT, env=cluster.env(), start_new_session=True)
+        time.sleep(3)  # informers sync; pods submitted before that would only wait longer
+        recorder = BindRecorder(api, "group")
+        created = {}
+        t0 = time.monotonic()
+
+        def submit_group(i: int) -> None:
+            created[f"job-{i:04d}"] = time.monotonic()
+            for r in range(args.replicas):
+                core.create_namespaced_pod(NAMESPACE, plain_pod(i, r, args.per_replica))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(submit_group, range(args.jobs)))
+        done = recorder.wait(total, args.timeout)
+        recorder.stop()
+        kube = summarize(created, recorder, args.replicas, t0)
+        kube["completed"] = done
+    finally:
+        operator.stop()
+        if scheduler is not None:
+            scheduler.terminate()
+            scheduler.wait(10)
+        devcluster.down(cluster.dir)
+    return {
+        "nodes": args.nodes, "jobs": args.jobs, "replicas": args.replicas, "per_replica": args.per_replica,
+        "node_setup_s": round(node_setup_s, 1),
+        "suanli_pods_per_s": suanli["pods_per_s"], "kube_scheduler_pods_per_s": kube["pods_per_s"],
+        "ratio": round(suanli["pods_per_s"] / max(kube["pods_per_s"], 1e-9), 2),
+        "p99_job_bound_s": suanli["p99_job_bound_s"], "p50_job_bound_s": suanli["p50_job_bound_s"],
+        "kube_scheduler_p99_group_bound_s": kube["p99_job_bound_s"],
+        "partial_gangs": suanli["partial_gangs"],
+        "suanli": suanli, "kube_scheduler": kube,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=8)
+    parser.add_argument("--per-replica", type=int, default=1, help="accelerators per replica (default 1)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for all pods bound")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:34} {value}")
+    return 0 if result["partial_gangs"] == 0 and result["suanli"]["completed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

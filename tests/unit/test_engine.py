@@ -1,0 +1,144 @@
+"""Fault injection in the engine: API failures mid-gang must leave no partial gang and no leaked capacity.
+
+The Kubernetes client is replaced by in-memory fakes that fail on command; everything else (inventory,
+planner, rendering, phase machine) is the real code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from suanli.controller.engine import Controller
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from fleet import node_dict
+
+
+class FakeCore:
+    """Just enough of CoreV1Api: pods, services, config maps, bindings, events."""
+
+    def __init__(self) -> None:
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.binds = 0
+        self.fail_bind_at: int | None = None
+        self.deleted: list[str] = []
+
+    def create_namespaced_service(self, ns: str, body: Any, **_: Any) -> None: ...
+    def create_namespaced_config_map(self, ns: str, body: Any, **_: Any) -> None: ...
+    def create_namespaced_event(self, ns: str, body: Any, **_: Any) -> None: ...
+
+    def create_namespaced_pod(self, ns: str, body: dict[str, Any], **_: Any) -> None:
+        key = (ns, body["metadata"]["name"])
+        if key in self.pods:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.pods[key] = body
+
+    def create_namespaced_pod_binding(self, name: str, ns: str, body: client.V1Binding, **_: Any) -> None:
+        self.binds += 1
+        if self.fail_bind_at is not None and self.binds == self.fail_bind_at:
+            raise ApiException(status=500, reason="etcdserver: request timed out")
+        self.pods[(ns, name)]["spec"]["nodeName"] = body.target.name
+
+    def delete_namespaced_pod(self, name: str, ns: str, **_: Any) -> None:
+        if self.pods.pop((ns, name), None) is None:
+            raise ApiException(status=404, reason="NotFound")
+        self.deleted.append(name)
+
+
+class FakeCustom:
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+
+    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
+                                              body: dict[str, Any], **_: Any) -> None:
+        self.statuses.append(body["status"])
+
+
+@pytest.fixture
+def engine() -> Controller:
+    controller = Controller(client.ApiClient(client.Configuration()))
+    controller.core = FakeCore()  # type: ignore[assignment]
+    controller.custom = FakeCustom()  # type: ignore[assignment]
+    for i in range(4):
+        controller.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
+    return controller
+
+
+def job(name: str = "gang", replicas: int = 4) -> dict[str, Any]:
+    return {
+        "apiVersion": "suanli.io/v1alpha1",
+        "kind": "AITrainingJob",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
+                     "creationTimestamp": "2026-11-25T12:00:00Z"},
+        "spec": {"replicas": replicas, "acceleratorsPerReplica": 8,
+                 "candidates": [{"vendor": "nvidia", "model": "H100", "image": "img"}]},
+        "status": {"phase": "Pending"},
+    }
+
+
+def free_cards(engine: Controller) -> int:
+    return sum(state.free_cards for n in engine.inventory.nodes() if (state := engine.inventory.state(n.name)))
+
+
+def test_gang_binds_whole(engine: Controller) -> None:
+    engine.on_job("ADDED", job())
+    engine.schedule()
+    engine.drain()
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+    assert len(fake.pods) == 4 and all(p["spec"].get("nodeName") for p in fake.pods.values())
+    phases = [s["phase"] for s in engine.custom.statuses]  # type: ignore[attr-defined]
+    assert phases == ["Scheduling", "Running"], "the plan is persisted before pods are created"
+    assert free_cards(engine) == 0
+
+
+def test_bind_failure_midway_rolls_back_the_whole_gang(engine: Controller) -> None:
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake.fail_bind_at = 3
+    engine.on_job("ADDED", job())
+    engine.schedule()
+    engine.drain()
+    assert fake.pods == {}, "no pod of a half-bound gang survives"
+    assert sorted(fake.deleted) == [f"gang-g0-{i}" for i in range(4)]
+    last = engine.custom.statuses[-1]  # type: ignore[attr-defined]
+    assert last["phase"] == "Pending" and last["reason"] == "BindFailed" and last["placement"] == []
+    assert "etcdserver: request timed out" in last["message"]
+    assert free_cards(engine) == 32, "the plan's reservation is released"
+    assert engine.metrics.bind_failures._value.get() == 1
+
+    fake.fail_bind_at = None
+    engine.on_job("MODIFIED", {**job(), "status": last})
+    engine.schedule()
+    engine.drain()
+    assert len(fake.pods) == 4 and engine.custom.statuses[-1]["phase"] == "Running"  # type: ignore[attr-defined]
+
+
+def test_competing_gangs_in_one_pass_never_share_cards(engine: Controller) -> None:
+    engine.on_job("ADDED", job("a", replicas=3))
+    engine.on_job("ADDED", job("b", replicas=3))
+    engine.schedule()
+    engine.drain()
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+    by_job: dict[str, int] = {}
+    for (_, name) in fake.pods:
+        by_job[name.split("-g")[0]] = by_job.get(name.split("-g")[0], 0) + 1
+    assert sorted(by_job.values()) == [3], "one gang whole, the other holds nothing"
+    waiting = [s for s in engine.custom.statuses if s.get("reason") == "Unschedulable"]  # type: ignore[attr-defined]
+    assert waiting and "no room" in waiting[0]["message"]
+
+
+def test_unready_node_is_not_used_and_its_gang_is_judged_lost(engine: Controller) -> None:
+    lost = node_dict("n0", 1, "r0", "z0", "region-a")
+    lost["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    engine.on_node("MODIFIED", lost)
+    engine.on_job("ADDED", job(replicas=3))
+    engine.schedule()
+    engine.drain()
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+    assert all(p["spec"]["nodeName"] != "n0" for p in fake.pods.values())
+    assert engine._verdict("n0").value == "Lost"
