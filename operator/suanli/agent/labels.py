@@ -41,11 +41,16 @@ def is_label_value(value: str) -> bool:
     return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
 
 
-def format_link_domains(sizes: Sequence[int]) -> str:
-    """``2x4`` when the domains are equal, else the sizes joined by ``+`` (``7+1``), as docs/labels.md reads."""
-    if len(set(sizes)) == 1:
+def format_link_domains(sizes: Sequence[int]) -> str | None:
+    """``2x4`` for equal domains; None for uneven ones.
+
+    docs/labels.md also reads sizes joined by ``+`` (``7+1``), but ``+`` is not allowed in a label
+    value, so the API server would refuse the whole patch. Uneven domains are left unlabelled (the
+    inventory falls back to the model's layout) until the contract gains a label-safe form.
+    """
+    if sizes and len(set(sizes)) == 1:
         return f"{len(sizes)}x{sizes[0]}"
-    return "+".join(str(s) for s in sizes)
+    return None
 
 
 def _number(value: float) -> str:

@@ -28,7 +28,12 @@ class Transition:
     message: str
 
 
-def _describe(cards: Sequence[Card], with_detail: bool) -> str:
+def _describe(cards: Sequence[Card], with_detail: bool, total: int) -> str:
+    details = {c.detail for c in cards}
+    if len(cards) == total > 1 and (not with_detail or len(details) == 1):
+        # One failure took every card (a driver crash): say it once, not eight times.
+        detail = next(iter(details))
+        return f"all {total} cards" + (f": {detail}" if with_detail and detail else "")
     return "; ".join(
         f"card {c.index} ({c.bus_id})" + (f": {c.detail}" if with_detail and c.detail else "") for c in cards
     )
@@ -39,7 +44,8 @@ def health_transitions(
 ) -> list[Transition]:
     """What changed since ``previous``: cards turning Unhealthy or Unknown, recovering, or vanishing.
 
-    A card seen for the first time is a transition only when it is not Healthy. ``tainted`` and
+    A card seen for the first time is a transition only when it is not Healthy; Unknown -> Healthy is
+    one (AcceleratorRecovered closes the AcceleratorHealthUnknown Warning). ``tainted`` and
     ``untainted`` say whether this run adds or removes the node's taint, which the messages mention.
     """
     before = {d.bus_id: d.health for d in previous.devices if d.bus_id} if previous else {}
@@ -60,7 +66,7 @@ def health_transitions(
 
     out: list[Transition] = []
     if broke:
-        message = f"unhealthy: {_describe(broke, True)}; {summary}"
+        message = f"unhealthy: {_describe(broke, True, len(report.cards))}; {summary}"
         if tainted:
             message += f"; tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}"
         out.append(Transition("AcceleratorUnhealthy", "Warning", message))
@@ -70,10 +76,10 @@ def health_transitions(
     if unknown:
         why = "; ".join(report.health_unknown_because)
         out.append(Transition("AcceleratorHealthUnknown", "Warning",
-                              f"health unknown (counted as usable): {_describe(unknown, not why)}"
+                              f"health unknown (counted as usable): {_describe(unknown, not why, len(report.cards))}"
                               + (f"; {why}" if why else "")))
     if recovered:
-        message = f"healthy again: {_describe(recovered, False)}; {summary}"
+        message = f"healthy again: {_describe(recovered, False, len(report.cards))}; {summary}"
         if untainted:
             message += f"; removed the node's {TAINT_KEY} taint"
         out.append(Transition("AcceleratorRecovered", "Normal", message))

@@ -1,0 +1,91 @@
+"""Shared by the agent tests (unit and integration): the compiled probe and fake vendor libraries.
+
+Reuses tests/kernels' build helpers: the library is $SUANLI_KERNELS_LIB, else the CPU-only CMake build
+in build/kernels-test (incremental, so cheap when tests/kernels already built it). The fake vendor
+libraries (NVML, DCMI, ROCm SMI, ACL) are compiled from tests/kernels/fakes, one directory per variant.
+No tests here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "sysfs"
+sys.path.insert(0, str(REPO / "tests" / "kernels"))
+
+from kernels_support import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+    BUILD_ROOT,
+    FAKES_SRC,
+    VARIANTS,
+    VENDOR_FAKES,
+    cmake_build,
+    fixture_bdfs,
+)
+
+__all__ = ["FIXTURES", "REPO", "fake_vendor_libs", "fixture_bdfs", "kernels_library", "subset_tree"]
+
+FAKE_ENV = (
+    "SUANLI_FAKE_BDFS",
+    "SUANLI_FAKE_FAIL_BDF",
+    "SUANLI_FAKE_ECC_BDF",
+    "SUANLI_FAKE_ALARM_BDF",
+    "SUANLI_FAKE_CORRUPT",
+    "SUANLI_FAKE_NPUS",
+    "SUANLI_VENDOR_LIB_PATH",
+)
+"""Environment the fake drivers read; cleared around each test so one test's fault never leaks."""
+
+
+@cache
+def kernels_library() -> Path:
+    """The probe library, built if needed; also exported as SUANLI_KERNELS_LIB for this process and children."""
+    env = os.environ.get("SUANLI_KERNELS_LIB")
+    if env:
+        lib = Path(env)
+    else:
+        build = BUILD_ROOT / "kernels-test"
+        cmake_build(build, "-DSUANLI_CUDA=OFF", "-DSUANLI_HIP=OFF")
+        lib = build / "libsuanli_kernels.so"
+        os.environ["SUANLI_KERNELS_LIB"] = str(lib)
+    assert lib.is_file(), f"kernels library not built at {lib}"
+    return lib
+
+
+@cache
+def fake_vendor_libs() -> dict[str, Path]:
+    """Directories of fake vendor libraries: healthy, init_fails, omit_required, and empty (none at all).
+
+    Built once per test process into a private temporary directory, removed when the process exits.
+    """
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the fake vendor libraries"
+    root = Path(tempfile.mkdtemp(prefix="suanli-agent-fakes-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    dirs: dict[str, Path] = {}
+    for variant, flags in VARIANTS.items():
+        d = root / variant
+        d.mkdir(parents=True)
+        for src, name in VENDOR_FAKES.values():
+            cmd = [cc, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *flags]
+            subprocess.run([*cmd, "-o", str(d / name), str(FAKES_SRC / src)], check=True)
+        dirs[variant] = d
+    dirs["empty"] = root / "empty"
+    dirs["empty"].mkdir()
+    return dirs
+
+
+def subset_tree(tree: str, keep: int, vendor_id: str, dest: Path) -> Path:
+    """A copy of a fixture sysfs tree that shows only its first `keep` accelerators (a smaller node)."""
+    out = dest / f"{tree}-{keep}"
+    shutil.copytree(FIXTURES / tree, out, symlinks=True)
+    for bdf in fixture_bdfs(tree, vendor_id)[keep:]:
+        (out / "bus" / "pci" / "devices" / bdf).unlink()
+    return out
