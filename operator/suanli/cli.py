@@ -97,6 +97,8 @@ def _run_run(args: argparse.Namespace) -> int:
 
     if args.metrics_port is not None:
         os.environ["SUANLI_METRICS_PORT"] = str(args.metrics_port)
+    if args.peering:
+        os.environ["SUANLI_PEERING"] = args.peering
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

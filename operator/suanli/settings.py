@@ -21,6 +21,9 @@ class OperatorSettings:
     gang_workers: int = 8
     """Gangs bound at once. Planning stays serial; binding is API-bound, so overlapping a few gangs keeps
     the API server busy instead of waiting on round trips one gang at a time."""
+    peering: str | None = None
+    """kopf peering name shared by the replicas; when set, the engine also holds the Lease
+    `<peering>-engine` (namespace POD_NAMESPACE) and only the holder plans and binds."""
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off (tests run several operators at once)."""
     request_timeout_seconds: float = 30.0
@@ -35,4 +38,5 @@ class OperatorSettings:
             resync_seconds=float(os.environ.get("SUANLI_RESYNC_SECONDS", cls.resync_seconds)),
             bind_workers=int(os.environ.get("SUANLI_BIND_WORKERS", cls.bind_workers)),
             metrics_port=int(os.environ.get("SUANLI_METRICS_PORT", cls.metrics_port)),
+            peering=os.environ.get("SUANLI_PEERING") or None,
         )

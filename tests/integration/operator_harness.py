@@ -39,8 +39,12 @@ def _free_port() -> int:
 class OperatorProcess:
     """`suanli run` as a child process against the test cluster; start, kill -9, restart."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.extra_args = extra_args
+        self.extra_env = env or {}
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -54,10 +58,19 @@ class OperatorProcess:
             "PYTHONPATH": str(ROOT / "operator"),
             "SUANLI_RESYNC_SECONDS": "2",
             "SUANLI_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
         }
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "suanli", "run", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+            [
+                sys.executable,
+                "-m",
+                "suanli",
+                "run",
+                "--liveness",
+                f"http://127.0.0.1:{self.port}/healthz",
+                *self.extra_args,
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

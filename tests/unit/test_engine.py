@@ -142,3 +142,16 @@ def test_unready_node_is_not_used_and_its_gang_is_judged_lost(engine: Controller
     fake: FakeCore = engine.core  # type: ignore[assignment]
     assert all(p["spec"]["nodeName"] != "n0" for p in fake.pods.values())
     assert engine._verdict("n0").value == "Lost"
+
+
+def test_higher_priority_gang_goes_first_when_only_one_fits(engine: Controller) -> None:
+    low = job("low", replicas=3)
+    high = job("high", replicas=3)
+    high["spec"]["priority"] = 10
+    high["metadata"]["creationTimestamp"] = "2026-11-25T12:05:00Z"  # newer, yet first
+    engine.on_job("ADDED", low)
+    engine.on_job("ADDED", high)
+    engine.schedule()
+    engine.drain()
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+    assert {name.split("-g")[0] for (_, name) in fake.pods} == {"high"}

@@ -41,6 +41,7 @@ from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
 from ..render.vendors import VENDOR_PROFILES
 from ..settings import OperatorSettings
 from ..topology import Level
+from .leader import LeaseElector
 from .requests import gang_request
 
 log = logging.getLogger("suanli.engine")
@@ -71,9 +72,11 @@ class Controller:
         settings: OperatorSettings | None = None,
         clock: Callable[[], datetime] = api_now,
         metrics: Metrics | None = None,
+        elector: LeaseElector | None = None,
     ) -> None:
         self.settings = settings or OperatorSettings()
         self.metrics = metrics or Metrics()
+        self.elector = elector
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.clock = clock
@@ -215,6 +218,12 @@ class Controller:
             self._wake.wait(timeout=self.settings.resync_seconds)
             self._wake.clear()
             try:
+                if self.elector is not None:
+                    was = self.elector.leading
+                    if not self.elector.leads():
+                        continue  # a standby keeps its view current but never writes
+                    if not was:
+                        self._last_full = 0.0  # a new leader looks at every job once
                 self.step()
             except Exception:  # the engine must outlive any one bad object or API hiccup
                 log.exception("engine pass failed; retrying")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any
 
 import kopf
@@ -12,6 +14,7 @@ from ..api.aitrainingjob import PLURAL
 from ..api.base import GROUP, VERSION
 from ..settings import OperatorSettings
 from .engine import Controller
+from .leader import LeaseElector
 
 
 @kopf.on.startup()
@@ -31,7 +34,12 @@ def configure(
     cfg = client.Configuration.get_default_copy()
     # One connection per API worker thread, or they queue on the pool instead of the server.
     cfg.connection_pool_maxsize = ours.bind_workers + 8
-    controller = Controller(client.ApiClient(cfg), ours)
+    api = client.ApiClient(cfg)
+    elector = None
+    if ours.peering:
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaseElector(api, os.environ.get("POD_NAMESPACE", "default"), f"{ours.peering}-engine", identity)
+    controller = Controller(api, ours, elector=elector)
     controller.prime()
     controller.start()
     if ours.metrics_port:
