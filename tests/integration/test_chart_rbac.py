@@ -195,6 +195,7 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
     custom = client.CustomObjectsApi(admin)
     operator = PeeredOperator(service_account_kubeconfig(audited, OPERATOR_SA),
                               audited.cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
+    stuck: AssertionError | None = None
     try:
         wait_for(operator.healthy, 60, what="the operator's /healthz")
         make_fleet(core, "a", ["huawei", "nvidia"], racks=1, nodes_per_rack=2)
@@ -211,9 +212,15 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
         wait_for(lambda: _gone(custom, ns, "ok"), 60, what="job ok Succeeded and deleted by its TTL")
         peering = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
         assert "suanli-operator-test" in (peering.get("status") or {}), "kopf registered in the chart's peering"
+    except AssertionError as exc:
+        stuck = exc  # a missing rule shows up as a stuck job: report the refused call first
     finally:
         operator.stop()
-    time.sleep(1)  # let the API server flush the last audit lines (blocking backend, but closing watches)
+    time.sleep(1)  # let the API server write the last lines (watches close on stop)
+    _, denied = used(audit_records(audited, OPERATOR_SA))
+    assert not denied, f"{OPERATOR_SA} was refused (missing RBAC rules): {sorted(denied)}"
+    if stuck is not None:
+        raise stuck
     assert_least_privilege(audited, OPERATOR_SA)
 
 
