@@ -164,9 +164,8 @@ def test_one_failed_card_lowers_healthy_and_keeps_the_node_open(
     labels = desired_labels(report, None)
     assert labels["suanli.io/accelerator.healthy"] == "7"
     assert labels["suanli.io/accelerator.count"] == "8"
-    # The lost GPU answers no NVLink query, leaving domains of 7 and 1: the "7+1" form docs/labels.md
-    # describes is not a valid label value, so the label is removed (the inventory uses the model's layout).
-    assert labels["suanli.io/accelerator.link-domains"] is None
+    # The lost GPU answers no NVLink query, leaving domains of 7 and 1, written label-safe as "7_1".
+    assert labels["suanli.io/accelerator.link-domains"] == "7_1"
     assert report.link_domains == (7, 1)
     assert not wants_taint(report)
     status = report_status(report, None, "", None, False, NOW)
@@ -174,7 +173,7 @@ def test_one_failed_card_lowers_healthy_and_keeps_the_node_open(
     assert lost.health == DeviceHealth.UNHEALTHY and lost.index == 2
     assert status.healthy_devices == 7
     assert any("0000:3a:00.0" in e and "GPU is lost" in e for e in status.errors)
-    assert any("uneven link domains 7+1" in e for e in status.errors)
+    assert not any("uneven link domains" in e for e in status.errors), "uneven domains are labelled now"
     healthy = next(c for c in status.conditions if c.type == "Healthy")
     assert (healthy.status, healthy.reason) == (ConditionStatus.FALSE, "CardsUnhealthy")
 
@@ -225,11 +224,12 @@ def test_label_value_syntax(value: str, ok: bool) -> None:
     assert is_label_value(value) is ok
 
 
-def test_uneven_link_domains_are_not_labelled() -> None:
-    """Kubernetes label values forbid '+': docs/labels.md's `7+1` form cannot be written as a label."""
+def test_uneven_link_domains_use_the_label_safe_separator() -> None:
+    """Kubernetes label values forbid '+', so uneven domains are joined by '_' (read by the inventory too)."""
     assert format_link_domains((4, 4)) == "2x4"
     assert format_link_domains((8,)) == "1x8"
-    assert format_link_domains((7, 1)) is None
+    assert format_link_domains((7, 1)) == "7_1" and is_label_value("7_1")
+    assert format_link_domains(()) is None
     assert not is_label_value("7+1")
 
 

@@ -116,6 +116,12 @@ CONVENTIONS = [
         ("nvidia", "H200", "nvidia.com/gpu", 8, 143771, (4, 4)),
         id="suanli-labels-win",
     ),
+    pytest.param(
+        {**GFD_H100, "suanli.io/accelerator.link-domains": "7_1"},
+        {"nvidia.com/gpu": "8"},
+        ("nvidia", "H100", "nvidia.com/gpu", 8, 81559, (7, 1)),
+        id="uneven-link-domains-label-safe",
+    ),
 ]
 
 

@@ -42,15 +42,15 @@ def is_label_value(value: str) -> bool:
 
 
 def format_link_domains(sizes: Sequence[int]) -> str | None:
-    """``2x4`` for equal domains; None for uneven ones.
+    """``2x4`` for equal domains, sizes joined by ``_`` (``7_1``) for uneven ones; None for none.
 
-    docs/labels.md also reads sizes joined by ``+`` (``7+1``), but ``+`` is not allowed in a label
-    value, so the API server would refuse the whole patch. Uneven domains are left unlabelled (the
-    inventory falls back to the model's layout) until the contract gains a label-safe form.
+    ``_`` because a label value cannot hold ``+``: the API server would refuse the whole patch.
     """
-    if sizes and len(set(sizes)) == 1:
+    if not sizes:
+        return None
+    if len(set(sizes)) == 1:
         return f"{len(sizes)}x{sizes[0]}"
-    return None
+    return "_".join(str(size) for size in sizes)
 
 
 def _number(value: float) -> str:

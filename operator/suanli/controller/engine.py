@@ -364,7 +364,9 @@ class Controller:
             _ignore(409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=10))
             return
         if (current.data or {}) != cm["data"]:
-            self.core.patch_namespaced_config_map(name, ns, {"data": cm["data"]}, _request_timeout=10)
+            self.core.patch_namespaced_config_map(
+                name, ns, {"data": cm["data"]}, _content_type="application/merge-patch+json", _request_timeout=10
+            )
 
     # -- scheduling --------------------------------------------------------------------------------
 
@@ -677,6 +679,7 @@ class Controller:
                 PLURAL,
                 key[1],
                 {"status": wire},
+                _content_type="application/merge-patch+json",
                 _request_timeout=self.settings.request_timeout_seconds,
             )
             return True

@@ -240,10 +240,11 @@ def _link_domains(node_labels: Mapping[str, str], cards: int) -> tuple[int, ...]
     sizes: tuple[int, ...]
     if match := _LINK_DOMAINS.match(raw):
         sizes = (int(match[2]),) * int(match[1])
-    elif all(part.strip().isdigit() for part in raw.split("+")):
-        sizes = tuple(int(part) for part in raw.split("+"))
+    elif all(part.strip().isdigit() for part in raw.replace("+", "_").split("_")):
+        # "_" is the label-safe separator ("7_1"); "+" is kept for hand-written values of older docs.
+        sizes = tuple(int(part) for part in raw.replace("+", "_").split("_"))
     else:
-        raise _Skip(f"label {L.LINK_DOMAINS}={raw!r} is neither <domains>x<cards> (2x4) nor sizes (4+4)")
+        raise _Skip(f"label {L.LINK_DOMAINS}={raw!r} is neither <domains>x<cards> (2x4) nor sizes (4_4)")
     if sum(sizes) != cards or 0 in sizes:
         raise _Skip(f"label {L.LINK_DOMAINS}={raw!r} describes {sum(sizes)} cards but the node has {cards}")
     return sizes
