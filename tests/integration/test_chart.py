@@ -115,7 +115,8 @@ def test_default_render_has_the_expected_objects(helm: Helm) -> None:
     kinds = sorted(d["kind"] for d in render(helm))
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-        "ClusterRoleBinding", "Deployment", "DaemonSet", "PodDisruptionBudget", "Service", "ClusterKopfPeering",
+        "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "DaemonSet", "PodDisruptionBudget", "Service",
+        "ClusterKopfPeering",
     ])
 
 
@@ -171,8 +172,8 @@ def test_operator_peers_with_a_random_priority_per_pod(helm: Helm) -> None:
     assert script.startswith("exec suanli run ")
     assert '--peering "suanli"' in script and "/dev/urandom" in script
     assert "--liveness http://0.0.0.0:8080/healthz" in script and "--metrics-port 9090" in script
-    env = {e["name"]: e for e in container["env"]}
-    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert env == {"POD_ID": "metadata.name", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     # The script's priority expression must work in a POSIX shell and stay in kopf's int range.
     expr = script.split("--priority ")[1].split(" --liveness")[0]
     out = subprocess.run(["/bin/sh", "-ec", f"echo {expr}"], capture_output=True, text=True, check=True)
@@ -244,10 +245,14 @@ def test_agent_runs_only_on_accelerator_nodes(helm: Helm) -> None:
 
 
 def test_rbac_is_exact_and_every_rule_is_explained(helm: Helm) -> None:
-    for role in by_kind(render(helm), "ClusterRole"):
+    docs = render(helm, "--set", "operator.peering.name=train")
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+    # The Lease rule names the one Lease the engine renews: `<peering name>-engine`.
+    (named,) = [r for r in one(docs, "Role")["rules"] if r.get("resourceNames")]
+    assert named["resourceNames"] == ["train-engine"] and named["verbs"] == ["get", "update"]
     for template in ("operator-rbac.yaml", "agent-rbac.yaml"):
         lines = (CHART / "templates" / template).read_text().splitlines()
         rules = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]

@@ -5,7 +5,7 @@ installed into it, and the operator run as a local process with the chart's Serv
 the RBAC-enforcing API server judges every call). It runs jobs end to end: a Huawei gang that succeeds
 (Service, rank-table ConfigMap created, read and patched, pods created and bound, status patched,
 Events) and is deleted by its TTL, and an NVIDIA gang that fails with no restarts left (its pods
-deleted). Then the audit log is compared with the ClusterRole:
+deleted), and renews its leader Lease. Then the audit log is compared with the ClusterRole:
 - nothing was denied (a 403 is a missing rule), and
 - every granted (apiGroup, resource, verb) was used, except the EXEMPT ones, each with its reason.
 """
@@ -92,17 +92,23 @@ def service_account_kubeconfig(audited: Audited, account: str) -> Path:
 
 
 def granted(audited: Audited, account: str) -> set[Permission]:
-    """Every (group, resource, verb) the ClusterRoles bound to the account grant, read from the cluster."""
+    """Every (group, resource, verb) the chart's ClusterRoles and Roles grant the account, read from the cluster.
+
+    A rule limited by resourceNames counts like any other: a call on another name would be a 403, which
+    the denial check catches.
+    """
     rbac = client.RbacAuthorizationV1Api(audited.admin)
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    roles = [(b, rbac.read_cluster_role(b.role_ref.name)) for b in rbac.list_cluster_role_binding(
+        label_selector=selector).items]
+    roles += [(b, rbac.read_namespaced_role(b.role_ref.name, NAMESPACE)) for b in rbac.list_namespaced_role_binding(
+        NAMESPACE, label_selector=selector).items]
     out: set[Permission] = set()
-    for binding in rbac.list_cluster_role_binding(label_selector=f"app.kubernetes.io/instance={RELEASE}").items:
-        if not any(s.kind == "ServiceAccount" and s.name == account for s in binding.subjects or []):
-            continue
-        role = rbac.read_cluster_role(binding.role_ref.name)
-        for rule in role.rules:
-            assert not rule.resource_names, "resourceNames would need a finer comparison"
-            out |= {(g, r, v) for g in rule.api_groups for r in rule.resources for v in rule.verbs}
-    assert out, f"no ClusterRole bound to {account}"
+    for binding, role in roles:
+        if any(s.kind == "ServiceAccount" and s.name == account for s in binding.subjects or []):
+            out |= {(g, r, v) for rule in role.rules for g in rule.api_groups for r in rule.resources
+                    for v in rule.verbs}
+    assert out, f"no role bound to {account}"
     return out
 
 
@@ -155,7 +161,9 @@ class PeeredOperator:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT / "operator"),
-               "SUANLI_RESYNC_SECONDS": "1", "POD_ID": "suanli-operator-test"}
+               "SUANLI_RESYNC_SECONDS": "1",
+               # As the chart's downward API sets them: peering identity, Lease holder and namespace.
+               "POD_ID": "suanli-operator-test", "POD_NAME": "suanli-operator-test", "POD_NAMESPACE": NAMESPACE}
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "suanli", "run", "--peering", PEERING, "--priority", "10",
@@ -210,6 +218,11 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
         wait_for(lambda: phase(admin, ns, "bad") == "Failed", 60, what="job bad Failed")
         wait_for(lambda: not job_pods(core, ns, "bad"), 30, what="the failed gang's pods deleted")
         wait_for(lambda: _gone(custom, ns, "ok"), 60, what="job ok Succeeded and deleted by its TTL")
+        coordination = client.CoordinationV1Api(admin)
+        lease = coordination.read_namespaced_lease(f"{PEERING}-engine", NAMESPACE)
+        assert lease.spec.holder_identity == "suanli-operator-test", "the engine leads through the chart's Lease"
+        wait_for(lambda: coordination.read_namespaced_lease(f"{PEERING}-engine", NAMESPACE).spec.renew_time
+                 != lease.spec.renew_time, 30, what="the engine to renew its Lease")
         peering = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
         assert "suanli-operator-test" in (peering.get("status") or {}), "kopf registered in the chart's peering"
     except AssertionError as exc:
