@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +32,7 @@ import demo_fleet as fleet  # noqa: E402
 import demo_report as report  # noqa: E402
 import devcluster  # noqa: E402
 from kubernetes import client, config  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 GROUP, VERSION, PLURAL = "suanli.io", "v1alpha1", "aitrainingjobs"
 NAMESPACE = "default"
@@ -104,7 +105,8 @@ def wait_for(what: str, ok: Callable[[], bool], timeout: float, every: float = 0
 def _node_ready(node: client.V1Node) -> bool:
     conditions = (node.status and node.status.conditions) or []
     ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
-    tainted = any(t.key.startswith("node.kubernetes.io/not-ready") for t in (node.spec.taints or []))
+    taints = (node.spec and node.spec.taints) or []
+    tainted = any(t.key.startswith("node.kubernetes.io/not-ready") for t in taints)
     return ready and not tainted
 
 
@@ -114,13 +116,13 @@ def build_fleet(api: client.ApiClient) -> tuple[list[dict[str, Any]], list[dict[
     nodes, pods = fleet.fleet_nodes(), fleet.other_team_pods()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(core.create_node, nodes))
-    core.create_namespace({"metadata": {"name": fleet.OTHER_TEAMS}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=fleet.OTHER_TEAMS)))
     for ns in (fleet.OTHER_TEAMS, NAMESPACE):
         # Pod admission needs the namespace's default ServiceAccount, made by the controller-manager.
-        wait_for(f"ServiceAccount {ns}/default", lambda ns=ns: _exists(core.read_namespaced_service_account,
-                                                                       "default", ns), 30)
+        wait_for(f"ServiceAccount {ns}/default", partial(_exists, core.read_namespaced_service_account, "default", ns),
+                 30)
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda p: core.create_namespaced_pod(fleet.OTHER_TEAMS, p), pods))
+        list(pool.map(partial(core.create_namespaced_pod, fleet.OTHER_TEAMS), pods))
     return nodes, pods
 
 
@@ -168,7 +170,7 @@ def submit_jobs(api: client.ApiClient, examples_dir: Path, run_for: float) -> tu
         job: dict[str, Any] = {}
         deadline = created + DECIDE_TIMEOUT
         while time.monotonic() < deadline:
-            job = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            job = dict(custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name))  # type: ignore[call-overload]
             if _decided(job):
                 break
             time.sleep(0.05)
@@ -182,7 +184,8 @@ def submit_jobs(api: client.ApiClient, examples_dir: Path, run_for: float) -> tu
 
 
 def list_jobs(api: client.ApiClient, order: list[str]) -> list[dict[str, Any]]:
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
+    found: Any = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+    items: list[dict[str, Any]] = found["items"]
     by_name = {i["metadata"]["name"]: i for i in items}
     return [by_name[n] for n in order if n in by_name]
 
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                        stdout=subprocess.DEVNULL)
         subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
                         "crd/aitrainingjobs.suanli.io"], check=True, stdout=subprocess.DEVNULL)
-        api = config.new_client_from_config(str(cluster.kubeconfig))
+        api = config.new_client_from_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
         log(f"control plane up at {cluster.server}; CRDs installed")
 
         nodes, pods = build_fleet(api)

@@ -280,7 +280,8 @@ def fleet_svg(nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, An
     vendors = sorted({n.vendor for n in accel})
     subtitle = (f"{len(accel)} nodes · {cards} accelerators ({', '.join(VENDOR_NAME.get(v, v) for v in vendors)}) · "
                 f"{len(tree)} regions · {sum(len(z) for z in tree.values())} zones · "
-                f"{sum(len(r) for z in tree.values() for r in z.values())} racks · {held}/{cards} cards in use")
+                f"{sum(len(r) for z in tree.values() for r in z.values())} racks · "
+                f"{held}/{cards} cards held at the peak")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="Inter, \'Segoe UI\', Helvetica, Arial, sans-serif">'

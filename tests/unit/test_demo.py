@@ -215,7 +215,8 @@ def test_svg_is_wellformed_and_draws_every_level() -> None:
     texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
     for label in ("region east", "region north", "zone z1", "zone z2", "rack r1", "rack r2", "T & co"):
         assert label in texts
-    assert "3 nodes · 24 accelerators (Huawei, NVIDIA) · 2 regions · 2 zones · 2 racks · 14/24 cards in use" in texts
+    assert ("3 nodes · 24 accelerators (Huawei, NVIDIA) · 2 regions · 2 zones · 2 racks · "
+            "14/24 cards held at the peak") in texts
     assert report.svg_size(svg) == (int(root.get("width", "0")), int(root.get("height", "0")))
 
 
