@@ -307,3 +307,24 @@ def test_metrics_report_jobs_latency_accelerators_and_metering(
     allocated = samples[("suanli_accelerators", (("model", "H100"), ("state", "allocated"), ("vendor", "nvidia")))]
     assert allocated >= 16
     assert samples[("suanli_placement_span_count", (("level", "rack"),))] >= 1
+
+
+def test_unhealthy_accelerator_reported_by_the_agent_restarts_the_gang_elsewhere(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("sick", ["hygon"], replicas=2, simulate=None))
+    wait_for(lambda: phase(api_client, namespace, "sick") == "Running", 60, what="Running")
+    victim = get_job(api_client, namespace, "sick")["status"]["placement"][1]["node"]
+    # What `suanli agent` writes when it finds one of the node's 8 cards failed.
+    core.patch_node(victim, {"metadata": {"labels": {"suanli.io/accelerator.healthy": "7"}}})
+
+    def moved() -> bool:
+        status = get_job(api_client, namespace, "sick").get("status") or {}
+        nodes = {p["node"] for p in status.get("placement", [])}
+        return status.get("phase") == "Running" and status.get("restarts") == 1 and victim not in nodes
+
+    wait_for(moved, 60, what="a restart away from the unhealthy node")
+    status = get_job(api_client, namespace, "sick")["status"]
+    assert victim in status["badNodes"]
+    restarted = [c for c in status["conditions"] if c["type"] == "Restarting"]
+    assert restarted and restarted[0]["reason"] == "AcceleratorUnhealthy"

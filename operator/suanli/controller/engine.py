@@ -87,6 +87,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(self.settings.bind_workers, thread_name_prefix="suanli-api")
         self._gangs = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-gang")
+        self._reconcilers = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-job")
         self._gang_futures: set[Future[None]] = set()
         self._inflight: set[JobKey] = set()
         """Jobs whose gang a worker is persisting and binding right now."""
@@ -208,6 +209,7 @@ class Controller:
         if self._thread:
             self._thread.join(timeout=30)
         self._gangs.shutdown(wait=False, cancel_futures=True)
+        self._reconcilers.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def alive(self) -> bool:
@@ -237,8 +239,10 @@ class Controller:
             if time.monotonic() - self._last_full >= self.settings.resync_seconds:
                 self._last_full = time.monotonic()
                 dirty |= set(self._jobs)
-        for key in sorted(dirty):
-            self._dispatch_reconcile(key)
+        # Reconcile in parallel, but finish before planning: a job that just turned Restarting must be
+        # seen as waiting by this pass's scheduler, not skipped as in flight.
+        futures = [f for key in sorted(dirty) if (f := self._dispatch_reconcile(key)) is not None]
+        wait(futures, timeout=2 * self.settings.request_timeout_seconds)
         self.schedule()
         self._meter()
 
@@ -274,12 +278,12 @@ class Controller:
                 self._patch_status(key, {"phase": "Pending", "reason": "InvalidSpec", "message": str(exc)[:4000]})
             return None
 
-    def _dispatch_reconcile(self, key: JobKey) -> None:
+    def _dispatch_reconcile(self, key: JobKey) -> Future[None] | None:
         """Advance one job on a worker: jobs are independent, and each writes to the API server."""
         with self._lock:
             if key in self._inflight:
                 self._dirty.add(key)  # a worker owns it now; look again on the next pass
-                return
+                return None
             self._inflight.add(key)
 
         def work() -> None:
@@ -293,7 +297,7 @@ class Controller:
                 with self._lock:
                     self._inflight.discard(key)
 
-        self._submit(work)
+        return self._reconcilers.submit(work)
 
     def _submit(self, work: Callable[[], None]) -> None:
         future = self._gangs.submit(work)
@@ -316,8 +320,8 @@ class Controller:
     def _verdict(self, node: str) -> NodeVerdict:
         if not self._node_ready.get(node, False):
             return NodeVerdict.LOST
-        state = self.inventory.state(node)
-        if state is not None and state.overcommitted > 0 and state.node.usable_cards < state.node.cards:
+        found = self.inventory.get(node)
+        if found is not None and self.inventory.allocated_cards(node) > found.usable_cards:
             return NodeVerdict.UNHEALTHY
         return NodeVerdict.OK
 

@@ -146,6 +146,17 @@ class Inventory:
     def pod_usage(self, namespace: str, name: str) -> PodUsage | None:
         return self._pods.get((namespace, name))
 
+    def allocated_cards(self, name: str) -> int:
+        """Cards of the node's accelerator resource that bound, unfinished pods hold, healthy or not.
+
+        Compare with ``usable_cards``: more allocated than usable means a running pod sits on a card the
+        agent has since found broken (free capacity alone cannot tell, as it is floored at zero).
+        """
+        state = self._states.get(name)
+        if state is None:
+            return 0
+        return sum(u.cards.get(state.node.resource, 0) for u in self._by_node.get(name, {}).values())
+
     def __len__(self) -> int:
         return len(self._states)
 
