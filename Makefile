@@ -34,13 +34,16 @@ test-unit: setup
 test-integration: setup tools
 	$(PYTHON) -m pytest -q -m integration --timeout=600
 
-lint: setup
+lint: setup tools
 	$(PYTHON) -m ruff check operator tests bench hack
 	$(PYTHON) -m mypy
+	hadolint Dockerfile
+	"$$(hack/build-tools helm)/helm" lint --strict helm/suanli
 
 ## crds: regenerate crds/ from the pydantic models (a test fails when they drift)
 crds: setup
 	$(PYTHON) -m suanli crd --output-dir crds
+	rm -f helm/suanli/crds/suanli.io_*.yaml && cp crds/*.yaml helm/suanli/crds/
 
 ## demo: local control plane, simulated heterogeneous fleet, the operator, sample jobs, a placement report
 demo: setup tools

@@ -78,13 +78,25 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peering", metavar="NAME", default=None,
                         help="kopf peering object: replicas sharing it elect one active operator "
                              "(default: standalone, for a single replica)")
-    parser.add_argument("--priority", type=int, default=0,
-                        help="peering priority; the highest-priority live replica is the active one")
+    parser.add_argument("--priority", type=_priority, default=0,
+                        help="peering priority (an integer, or 'random' so each replica of a Deployment "
+                             "gets its own: kopf pauses every replica that meets a peer of equal priority)")
     parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
                         help="serve kopf's liveness probe here (default: %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port; 0 disables (default: 9090)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _priority(text: str) -> int:
+    if text == "random":
+        import secrets
+
+        return 1 + secrets.randbelow(65536)
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--priority {text!r}: give an integer or 'random'") from None
 
 
 def _run_run(args: argparse.Namespace) -> int:
