@@ -180,6 +180,10 @@ def submit_jobs(api: client.ApiClient, examples_dir: Path, run_for: float) -> tu
         where = (f"{report.accelerator(job)} (candidate {report.candidate_label(job)})" if report.placed(job)
                  else f"{status.get('reason') or 'no decision'}")
         log(f"submitted {name:<22} -> {status.get('phase') or 'no status'}: {where}")
+        if not _decided(job):
+            # The rest of the story depends on this job's cards: say so now rather than wait out every job.
+            log(f"{name} got no decision within {DECIDE_TIMEOUT:.0f}s; not submitting the rest")
+            return order[: order.index(name) + 1], to_running
     return order, to_running
 
 
@@ -266,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 
         order, to_running = submit_jobs(api, args.examples, args.run_for)
         snapshot = list_jobs(api, order)
-        log("all jobs submitted; waiting for the placed ones to finish")
-        placed = [report.job_name(j) for j in snapshot if report.placed(j)]
+        log("jobs submitted; waiting for the running ones to finish")
+        placed = [report.job_name(j) for j in snapshot if report.job_name(j) in to_running]
 
         def finished() -> bool:
             return all((j.get("status") or {}).get("phase") in ("Succeeded", "Failed")
