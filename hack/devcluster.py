@@ -472,14 +472,15 @@ def down(directory: Path = DEFAULT_DIR) -> None:
     cluster = Cluster.load(directory.resolve())
     if not cluster:
         return
+    # In reverse start order, each gone before the next: an apiserver whose etcd vanished first hangs on
+    # shutdown until it is killed, which cost 10 s per stop.
     for name in reversed(list(cluster.pids)):
         pid = cluster.pids[name]
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for pid in cluster.pids.values():
+        deadline = time.monotonic() + 5
         while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError, OSError):

@@ -115,6 +115,10 @@ def test_bind_failure_midway_rolls_back_the_whole_gang(engine: Controller) -> No
     engine.on_job("MODIFIED", {**job(), "status": last})
     engine.schedule()
     engine.drain()
+    assert fake.pods == {}, "a gang that just failed to bind backs off instead of spinning"
+    engine._retry_at.clear()
+    engine.schedule()
+    engine.drain()
     assert len(fake.pods) == 4 and engine.custom.statuses[-1]["phase"] == "Running"  # type: ignore[attr-defined]
 
 
@@ -155,3 +159,18 @@ def test_higher_priority_gang_goes_first_when_only_one_fits(engine: Controller) 
     engine.drain()
     fake: FakeCore = engine.core  # type: ignore[assignment]
     assert {name.split("-g")[0] for (_, name) in fake.pods} == {"high"}
+
+
+def test_a_client_side_error_rolls_back_and_backs_off(engine: Controller) -> None:
+    fake: FakeCore = engine.core  # type: ignore[assignment]
+
+    def refuse(name: str, ns: str, body: Any, **_: Any) -> None:
+        raise ValueError("Input should be a valid string")
+
+    fake.create_namespaced_pod_binding = refuse  # type: ignore[method-assign]
+    engine.on_job("ADDED", job())
+    engine.schedule()
+    engine.drain()
+    assert fake.pods == {} and free_cards(engine) == 32
+    assert engine.custom.statuses[-1]["reason"] == "BindFailed"  # type: ignore[attr-defined]
+    assert engine._held(("ns", "gang"))

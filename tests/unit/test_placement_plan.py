@@ -274,3 +274,22 @@ def test_a_model_selects_its_suffixed_variants() -> None:
     inventory = inventory_of(vendor_node("k", vendor="hygon"))  # hcu.name=K100_AI -> DCU-K100-AI
     assert placed(inventory, gang(1, vendor="hygon", model="K100")).model == "DCU-K100-AI"
     assert isinstance(plan(inventory, gang(1, vendor="hygon", model="Z100")), Unplaceable)
+
+
+def test_an_80_gib_request_matches_the_80_gb_h100_drivers_report_as_79_6_gib() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from fleet import node_dict
+    from suanli.inventory import Inventory
+    from suanli.placement import Candidate, GangRequest, Placement, plan
+
+    inventory = Inventory()
+    inventory.upsert_node(node_dict("h100", 1, "r0", "z0", "region-a"))  # GFD: gpu.memory=81559 MiB
+    ask = GangRequest(key="ns/j", replicas=1, min_replicas=1, accelerators_per_replica=8,
+                      candidates=(Candidate("nvidia", "H100", min_memory_gib=80),))
+    assert isinstance(plan(inventory, ask), Placement)
+    too_much = GangRequest(key="ns/j", replicas=1, min_replicas=1, accelerators_per_replica=8,
+                           candidates=(Candidate("nvidia", "H100", min_memory_gib=96),))
+    assert not isinstance(plan(inventory, too_much), Placement)

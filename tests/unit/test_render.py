@@ -30,7 +30,7 @@ def job(**spec: Any) -> Any:
                 "command": ["torchrun"],
                 "args": ["train.py"],
                 "env": [{"name": "MASTER_PORT", "value": "12345"}, {"name": "EPOCHS", "value": "3"}],
-                "resources": {"requests": {"cpu": "16", "memory": "64Gi"}},
+                "resources": {"requests": {"cpu": 16, "memory": "64Gi"}},
             },
             **spec,
         },
@@ -48,7 +48,7 @@ def env_of(pod: dict[str, Any]) -> dict[str, str]:
 )
 def test_same_job_renders_for_each_vendor(vendor: str, backend: str, visible: str) -> None:
     slot = GangSlot(2, "node-7", RESOURCES[vendor], vendor, f"img:{vendor}", "1")
-    pod = build_pod(job(), slot, world=4, generation=3, scheduler_name="suanli")
+    pod = build_pod(job(), slot, world=4, generation=3, scheduler_name="suanli", tolerate={RESOURCES[vendor]})
     assert pod["metadata"]["name"] == pod_name("llama", 3, 2) == "llama-g3-2"
     spec = pod["spec"]
     assert spec["schedulerName"] == "suanli" and "nodeName" not in spec, "bound later through Binding"
@@ -57,7 +57,9 @@ def test_same_job_renders_for_each_vendor(vendor: str, backend: str, visible: st
     container = spec["containers"][0]
     assert container["image"] == f"img:{vendor}"
     assert container["resources"]["limits"] == {RESOURCES[vendor]: "8"}
-    assert container["resources"]["requests"] == {"cpu": "16", "memory": "64Gi", RESOURCES[vendor]: "8"}
+    assert container["resources"]["requests"] == {"cpu": "16", "memory": "64Gi", RESOURCES[vendor]: "8"}, (
+        "a bare YAML number becomes a quantity string"
+    )
     env = env_of(pod)
     assert env["SUANLI_COLLECTIVE_BACKEND"] == backend
     assert env[visible] == "0,1,2,3,4,5,6,7"
@@ -71,7 +73,7 @@ def test_same_job_renders_for_each_vendor(vendor: str, backend: str, visible: st
     assert pod["metadata"]["annotations"]["suanli.io/link-domain"] == "1"
     owner = pod["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "AITrainingJob" and owner["uid"] == "u-1" and owner["controller"] is True
-    assert {"key": RESOURCES[vendor], "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert {"key": RESOURCES[vendor], "operator": "Exists"} in spec["tolerations"], "the taints the planner allows"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert ("/user/serverid/devindex/config" in mounts) == (vendor == "huawei")
     if vendor == "huawei":

@@ -32,13 +32,12 @@ from ..api.aitrainingjob import Span as StatusSpan
 from ..api.base import GROUP, VERSION
 from ..api.base import now as api_now
 from ..inventory import Inventory, format_link_domains
-from ..inventory.models import model_matches
+from ..inventory.models import VENDOR_BY_NAME, model_matches
 from ..lifecycle import Decision, NodeVerdict, advance, transition
 from ..metrics import Metrics, StateCollector
 from ..placement import Placement, Unplaceable, plan
 from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name
 from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
-from ..render.vendors import VENDOR_PROFILES
 from ..settings import OperatorSettings
 from ..topology import Level
 from .leader import LeaseElector
@@ -89,6 +88,9 @@ class Controller:
         self._gangs = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-gang")
         self._reconcilers = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-job")
         self._gang_futures: set[Future[None]] = set()
+        self._failures: dict[JobKey, int] = {}
+        self._retry_at: dict[JobKey, float] = {}
+        """Back-off of jobs whose gang failed to bind (monotonic time before which they are not retried)."""
         self._inflight: set[JobKey] = set()
         """Jobs whose gang a worker is persisting and binding right now."""
         self._jobs: dict[JobKey, dict[str, Any]] = {}
@@ -383,7 +385,7 @@ class Controller:
         with self._lock:
             jobs = [(k, j) for k, j in self._jobs.items() if k not in self._inflight]
         for key, raw in jobs:
-            if (raw.get("status") or {}).get("phase") == JobPhase.SCHEDULING:
+            if (raw.get("status") or {}).get("phase") == JobPhase.SCHEDULING and not self._held(key):
                 job = self._parse(key)
                 if job is not None and job.status.phase == JobPhase.SCHEDULING:
                     self._dispatch(key, job, self._slots(job), None)
@@ -397,14 +399,15 @@ class Controller:
         )
         for key, _ in waiting:
             with self._lock:
-                if self._tried.get(key) == self.inventory.generation or key in self._inflight:
+                if self._tried.get(key) == self.inventory.generation or key in self._inflight or self._held(key):
                     continue
             job = self._parse(key)
             if job is not None and job.status.phase in WAITING:
                 self._schedule_one(key, job)
 
-    def _dispatch(self, key: JobKey, job: AITrainingJob, slots: list[GangSlot],
-                  plan_status: AITrainingJobStatus | None) -> None:
+    def _dispatch(
+        self, key: JobKey, job: AITrainingJob, slots: list[GangSlot], plan_status: AITrainingJobStatus | None
+    ) -> None:
         """Bind `job`'s gang on a gang worker; `plan_status` (when given) is persisted first."""
         with self._lock:
             self._inflight.add(key)
@@ -421,12 +424,23 @@ class Controller:
                 self._realize(current, slots)
             except Exception:
                 log.exception("gang %s/%s: binding crashed; the next pass resumes it", *key)
+                self._back_off(key)
             finally:
                 with self._lock:
                     self._inflight.discard(key)
                 self._wake.set()
 
         self._submit(work)
+
+    def _back_off(self, key: JobKey) -> None:
+        """Hold a job whose gang failed to bind out of planning for 1, 2, 4 ... 60 s."""
+        with self._lock:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            self._retry_at[key] = time.monotonic() + min(60.0, 2.0 ** (failures - 1))
+
+    def _held(self, key: JobKey) -> bool:
+        return self._retry_at.get(key, 0.0) > time.monotonic()
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait for every gang being bound (tests, and a clean shutdown)."""
@@ -499,7 +513,7 @@ class Controller:
         out = []
         for r in job.status.placement:
             node = self.inventory.get(r.node)
-            resource = node.resource if node else _default_resource(candidate.vendor)
+            resource = node.resource if node else VENDOR_BY_NAME[candidate.vendor].resources[0]
             out.append(
                 GangSlot(
                     r.replica,
@@ -542,7 +556,12 @@ class Controller:
     def _pods_for(self, job: AITrainingJob, slots: list[GangSlot]) -> list[dict[str, Any]]:
         return [
             build_pod(
-                job, s, world=len(slots), generation=job.status.restarts, scheduler_name=self.settings.scheduler_name
+                job,
+                s,
+                world=len(slots),
+                generation=job.status.restarts,
+                scheduler_name=self.settings.scheduler_name,
+                tolerate=self.settings.inventory.tolerated_taints,
             )
             for s in slots
         ]
@@ -569,7 +588,7 @@ class Controller:
                     ns, _manifest(build_service(job)), _request_timeout=timeout
                 ),
             )
-            if slots and VENDOR_PROFILES[slots[0].vendor].needs_rank_table:
+            if slots and VENDOR_BY_NAME[slots[0].vendor].needs_rank_table:
                 cm = build_rank_table_config_map(job, slots, {})
                 _ignore(
                     409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=timeout)
@@ -587,9 +606,10 @@ class Controller:
                 ),
                 pods,
             )
-        except (ApiException, BindError) as exc:
+        except Exception as exc:
             reason = exc.reason if isinstance(exc, ApiException) else str(exc)
             log.warning("gang %s/%s failed to bind, rolling back: %s", ns, job.metadata["name"], reason)
+            self._back_off((ns, job.name))
             names = [pod_name(str(job.metadata["name"]), job.status.restarts, s.replica) for s in slots]
             self._parallel(lambda n: self._delete_pod(ns, n), names)
             self._unreserve(job, slots)
@@ -617,6 +637,9 @@ class Controller:
         if status.start_time is None:
             status = status.model_copy(update={"start_time": now})
         if self._write(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound")):
+            with self._lock:
+                self._failures.pop((ns, job.name), None)
+                self._retry_at.pop((ns, job.name), None)
             span = job.status.span
             self.metrics.gang_bound(
                 str(job.status.vendor),
@@ -754,10 +777,6 @@ def _waiting_since(job: AITrainingJob) -> datetime:
         return datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return api_now()
-
-
-def _default_resource(vendor: str) -> str:
-    return {"nvidia": "nvidia.com/gpu", "huawei": "huawei.com/Ascend910", "hygon": "hygon.com/dcu"}[vendor]
 
 
 def _first_device(link_domains: tuple[int, ...], chosen: str | None) -> int:

@@ -1,7 +1,8 @@
 """Accelerator vendors and model families as data: one entry per vendor or family, no scattered ifs.
 
 A :class:`VendorProfile` says how a vendor shows up on a node (PCI id, device-plugin resources, presence
-labels, where the model and memory are written).  A :class:`ModelFamily` says how its cards are wired inside
+labels, where the model and memory are written) and what its software stack expects of a training pod
+(collective library, visibility variables, rank table).  A :class:`ModelFamily` says how its cards are wired inside
 a server (link domains) and how many cards one replica may take (the allocation rule the planner enforces).
 Supporting a new vendor or model is one entry in :data:`VENDORS` or :data:`FAMILIES`.
 """
@@ -35,6 +36,18 @@ class VendorProfile:
     family_labels: tuple[str, ...] = ()
     """Labels naming only a product family (``accelerator=huawei-Ascend910`` on 910A and 910B alike):
     read after the resource name, which may be more precise (HAMi's ``huawei.com/Ascend910B3``)."""
+    collective: str = ""
+    """The collective library (NCCL, HCCL, RCCL), exported to pods as SUANLI_COLLECTIVE_BACKEND."""
+    torch_backend: str = ""
+    """The backend name torch.distributed expects: ROCm builds of torch call RCCL "nccl"."""
+    visible_devices_env: tuple[str, ...] = ()
+    """Runtime-level visibility variables, set to the container-local indices 0..n-1. The device plugins
+    own the physical-id variables (NVIDIA_VISIBLE_DEVICES, ASCEND_VISIBLE_DEVICES), so Suanli never
+    overrides those — doing so is how every pod ends up on card 0."""
+    pod_env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment every training pod of this vendor gets."""
+    needs_rank_table: bool = False
+    """The collective reads a rank table (Ascend's hccl.json) rather than discovering peers itself."""
 
     def is_card_resource(self, name: str) -> bool:
         return name in self.resources or self.resource_pattern.fullmatch(name) is not None
@@ -49,6 +62,9 @@ VENDORS: tuple[VendorProfile, ...] = (
         presence_labels=(("nvidia.com/gpu.present", "true"),),
         model_labels=("nvidia.com/gpu.product",),
         memory_labels=("nvidia.com/gpu.memory",),
+        collective="NCCL",
+        torch_backend="nccl",
+        visible_devices_env=("CUDA_VISIBLE_DEVICES",),
     ),
     VendorProfile(
         name="huawei",
@@ -60,6 +76,12 @@ VENDORS: tuple[VendorProfile, ...] = (
         model_labels=("huawei.com/npu.chip.name", "accelerator-type"),
         memory_labels=("huawei.com/npu.chip.memory",),
         family_labels=("accelerator",),
+        collective="HCCL",
+        torch_backend="hccl",
+        visible_devices_env=("ASCEND_RT_VISIBLE_DEVICES",),
+        # Large gangs take minutes to build HCCL links; the 120 s default fails them at start.
+        pod_env={"HCCL_CONNECT_TIMEOUT": "1800"},
+        needs_rank_table=True,
     ),
     VendorProfile(
         name="hygon",
@@ -69,6 +91,9 @@ VENDORS: tuple[VendorProfile, ...] = (
         presence_labels=(("hygon.com/hcu", "true"), ("hygon.com/dcu", "true")),
         model_labels=("hygon.com/hcu.name", "hygon.com/dcu.name"),
         memory_labels=("hygon.com/hcu.vram", "hygon.com/dcu.vram"),
+        collective="RCCL",
+        torch_backend="nccl",
+        visible_devices_env=("HIP_VISIBLE_DEVICES",),
     ),
 )
 VENDOR_BY_NAME: Mapping[str, VendorProfile] = {v.name: v for v in VENDORS}

@@ -39,6 +39,9 @@ EXACT_ZONE_SEARCH = 10
 """Largest number of zones whose subsets are enumerated exactly when a gang must span zones."""
 
 _MIB_PER_GIB = 1024
+# Drivers report a card's memory less what firmware and ECC keep (an "80 GB" H100 shows 81559 MiB, 79.6 GiB):
+# a user asking for 80 GiB means that card, so a request matches cards within 2 % below it.
+_MEMORY_SLACK = 0.98
 T = TypeVar("T")
 RackId = tuple[str, str, str]
 ZoneId = tuple[str, str]
@@ -124,7 +127,9 @@ class _CandidateView:
         family = family_of(candidate.vendor, model)
         strict = family.strict_link_domain
         one_domain = request.required_level is Level.LINK_DOMAIN
-        min_mib = candidate.min_memory_gib * _MIB_PER_GIB if candidate.min_memory_gib is not None else None
+        min_mib = (
+            candidate.min_memory_gib * _MIB_PER_GIB * _MEMORY_SLACK if candidate.min_memory_gib is not None else None
+        )
         avoid = request.avoid_nodes
         problems: dict[tuple[int, ...], str | None] = {}
         fits: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}

@@ -6,12 +6,9 @@ is unit-tested without a cluster.
 """
 
 from .gang import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name, spec_hash
-from .vendors import VENDOR_PROFILES, VendorProfile
 
 __all__ = [
-    "VENDOR_PROFILES",
     "GangSlot",
-    "VendorProfile",
     "build_pod",
     "build_rank_table_config_map",
     "build_service",

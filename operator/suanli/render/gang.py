@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.aitrainingjob import AITrainingJob
 from ..api.base import API_VERSION
-from .vendors import VENDOR_PROFILES
+from ..inventory.models import VENDOR_BY_NAME
 
 JOB_LABEL = "suanli.io/job"
 REPLICA_LABEL = "suanli.io/replica"
@@ -125,14 +125,14 @@ def _rendezvous_env(job: AITrainingJob, replica: int, world: int) -> list[dict[s
 
 
 def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int) -> list[dict[str, str]]:
-    profile = VENDOR_PROFILES[slot.vendor]
+    profile = VENDOR_BY_NAME[slot.vendor]
     local = ",".join(str(i) for i in range(job.spec.accelerators_per_replica))
     values = {
         "SUANLI_ACCELERATOR_VENDOR": slot.vendor,
         "SUANLI_COLLECTIVE_BACKEND": profile.collective,
         "SUANLI_TORCH_BACKEND": profile.torch_backend,
         **{var: local for var in profile.visible_devices_env},
-        **profile.extra_env,
+        **profile.pod_env,
     }
     if profile.needs_rank_table:
         values["RANK_TABLE_FILE"] = f"{RANK_TABLE_DIR}/{RANK_TABLE_KEY}"
@@ -142,15 +142,22 @@ def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int) -> list[dict[str
 
 
 def build_pod(
-    job: AITrainingJob, slot: GangSlot, *, world: int, generation: int, scheduler_name: str
+    job: AITrainingJob,
+    slot: GangSlot,
+    *,
+    world: int,
+    generation: int,
+    scheduler_name: str,
+    tolerate: Iterable[str] = (),
 ) -> dict[str, Any]:
     """One worker pod, unbound: the controller binds it to `slot.node` through the Binding subresource."""
     name = _name(job)
     tpl = job.spec.template
-    profile = VENDOR_PROFILES[slot.vendor]
+    profile = VENDOR_BY_NAME[slot.vendor]
     count = str(job.spec.accelerators_per_replica)
-    requests: dict[str, Any] = {**tpl.resources.requests, slot.resource_name: count}
-    limits: dict[str, Any] = {**tpl.resources.limits, slot.resource_name: count}
+    # Quantities as strings: a YAML `cpu: 16` arrives as an int, and a Pod's resources are strings.
+    requests = {**{k: str(v) for k, v in tpl.resources.requests.items()}, slot.resource_name: count}
+    limits = {**{k: str(v) for k, v in tpl.resources.limits.items()}, slot.resource_name: count}
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in tpl.env]
     ours = _rendezvous_env(job, slot.replica, world) + _vendor_env(job, slot, world)
     user_names = {e["name"] for e in user_env}
@@ -174,7 +181,9 @@ def build_pod(
         volumes.append({"name": "ascend-rank-table", "configMap": {"name": rank_table_name(name)}})
         container["volumeMounts"].append({"name": "ascend-rank-table", "mountPath": RANK_TABLE_DIR, "readOnly": True})
     tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tpl.tolerations]
-    tolerations += [{"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in profile.tolerations]
+    # Exactly the taints the inventory treats as ours (InventorySettings.tolerated_taints), any effect:
+    # the planner put the replica on such a node, so the pod must be allowed to stay there.
+    tolerations += [{"key": key, "operator": "Exists"} for key in sorted(tolerate)]
     annotations = {
         **tpl.annotations,
         SPEC_HASH_ANNOTATION: spec_hash(job),
