@@ -15,10 +15,10 @@ class OperatorSettings:
     resync_seconds: float = 5.0
     """Seconds between full passes over unfinished jobs when no event arrives: a safety net for a missed
     watch event, short enough that a stuck job is noticed within a few seconds."""
-    bind_workers: int = 32
+    bind_workers: int = 64
     """Parallel API calls when creating and binding a gang's pods: a 512-replica gang is 1,024 calls, and
     the API server, not the client, should be the limit."""
-    gang_workers: int = 8
+    gang_workers: int = 16
     """Gangs bound at once. Planning stays serial; binding is API-bound, so overlapping a few gangs keeps
     the API server busy instead of waiting on round trips one gang at a time."""
     peering: str | None = None

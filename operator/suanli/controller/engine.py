@@ -88,6 +88,8 @@ class Controller:
         self._gangs = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-gang")
         self._reconcilers = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-job")
         self._gang_futures: set[Future[None]] = set()
+        self._rank_tables: dict[tuple[str, str], dict[str, str]] = {}
+        """Rank-table data last written per ConfigMap, so an unchanged table costs no API call."""
         self._failures: dict[JobKey, int] = {}
         self._retry_at: dict[JobKey, float] = {}
         """Back-off of jobs whose gang failed to bind (monotonic time before which they are not retried)."""
@@ -362,6 +364,8 @@ class Controller:
         }
         cm = build_rank_table_config_map(job, slots, by_replica)
         name, ns = rank_table_name(str(job.metadata["name"])), str(job.metadata["namespace"])
+        if self._rank_tables.get((ns, name)) == cm["data"]:
+            return  # unchanged since we last wrote it: no read on every pod event
         try:
             current = self.core.read_namespaced_config_map(name, ns, _request_timeout=10)
         except ApiException as exc:
@@ -373,6 +377,7 @@ class Controller:
             self.core.patch_namespaced_config_map(
                 name, ns, {"data": cm["data"]}, _content_type="application/merge-patch+json", _request_timeout=10
             )
+        self._rank_tables[(ns, name)] = cm["data"]
 
     # -- scheduling --------------------------------------------------------------------------------
 
@@ -413,6 +418,7 @@ class Controller:
             self._inflight.add(key)
 
         def work() -> None:
+            t_start = time.monotonic()
             try:
                 current = job
                 if plan_status is not None:
@@ -421,7 +427,10 @@ class Controller:
                         self._unreserve(job, slots)
                         return
                     current = job.model_copy(update={"status": plan_status})
+                t_plan = time.monotonic()
                 self._realize(current, slots)
+                log.debug("gang %s/%s: plan persisted in %.3fs, bound in %.3fs", *key, t_plan - t_start,
+                          time.monotonic() - t_plan)
             except Exception:
                 log.exception("gang %s/%s: binding crashed; the next pass resumes it", *key)
                 self._back_off(key)

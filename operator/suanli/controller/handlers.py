@@ -32,8 +32,9 @@ def configure(
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
-    # One connection per API worker thread, or they queue on the pool instead of the server.
-    cfg.connection_pool_maxsize = ours.bind_workers + 8
+    # A kept-alive connection for every thread that may call at once (API pool, gang and job workers,
+    # kopf's own): beyond the pool size urllib3 opens and drops extra connections, a TLS handshake each.
+    cfg.connection_pool_maxsize = ours.bind_workers + 2 * ours.gang_workers + 16
     api = client.ApiClient(cfg)
     elector = None
     if ours.peering:
