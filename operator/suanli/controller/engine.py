@@ -11,7 +11,6 @@ restarts without duplicating or losing anything.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -40,6 +39,7 @@ from ..render import GangSlot, build_pod, build_rank_table_config_map, build_ser
 from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
 from ..settings import OperatorSettings
 from ..topology import Level
+from .informer import Informer
 from .leader import LeaseElector
 from .requests import gang_request
 
@@ -84,6 +84,7 @@ class Controller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._feeds: list[Informer] = []
         self._pool = ThreadPoolExecutor(self.settings.bind_workers, thread_name_prefix="suanli-api")
         self._gangs = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-gang")
         self._reconcilers = ThreadPoolExecutor(self.settings.gang_workers, thread_name_prefix="suanli-job")
@@ -178,12 +179,20 @@ class Controller:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
+    def start_feeds(self, timeout: float = 120) -> None:
+        """List and watch nodes and pods (any scheduler's) into the inventory; return once both listed."""
+        self._feeds = [
+            Informer("nodes", self.core.list_node, self.on_node),
+            Informer("pods", self.core.list_pod_for_all_namespaces, self.on_pod),
+        ]
+        for feed in self._feeds:
+            feed.start()
+        for feed in self._feeds:
+            if not feed.synced.wait(timeout):
+                raise RuntimeError(f"could not list {feed.kind} within {timeout:.0f} s; see the log")
+
     def prime(self) -> None:
-        """List nodes, pods and jobs before the first pass, so no plan is made on a half-known cluster."""
-        for node in self._list(self.core.list_node):
-            self.on_node("ADDED", node)
-        for pod in self._list(self.core.list_pod_for_all_namespaces):
-            self.on_pod("ADDED", pod)
+        """List the jobs before the first pass (nodes and pods come from start_feeds)."""
         try:
             jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=60)
         except ApiException as exc:
@@ -196,18 +205,13 @@ class Controller:
         for job in cast(dict[str, list[dict[str, Any]]], jobs)["items"]:
             self.on_job("ADDED", job)
 
-    @staticmethod
-    def _list(call: Callable[..., Any]) -> list[dict[str, Any]]:
-        # Raw JSON: the typed client's to_dict() rewrites keys to snake_case, and label keys with it.
-        resp = call(_preload_content=False, _request_timeout=120)
-        body: dict[str, Any] = json.loads(resp.data)
-        return list(body["items"])
-
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suanli-engine", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        for feed in self._feeds:
+            feed.stop()
         self._stop.set()
         self._wake.set()
         if self._thread:

@@ -41,6 +41,7 @@ def configure(
         identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaseElector(api, os.environ.get("POD_NAMESPACE", "default"), f"{ours.peering}-engine", identity)
     controller = Controller(api, ours, elector=elector)
+    controller.start_feeds()
     controller.prime()
     controller.start()
     if ours.metrics_port:
@@ -56,18 +57,8 @@ def shutdown(memo: Any, **_: Any) -> None:
         controller.stop()
 
 
-# Async on purpose: feeding the engine takes microseconds under a lock, so a hop to kopf's thread pool
-# for every pod event would cost more than the work.
-@kopf.on.event("", "v1", "nodes")
-async def node_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.controller.on_node(event.get("type"), event["object"])
-
-
-@kopf.on.event("", "v1", "pods")
-async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.controller.on_pod(event.get("type"), event["object"])
-
-
+# Jobs come through kopf; nodes and pods, which change thousands of times more often, through the
+# engine's own list+watch feeds (controller/informer.py). Async: feeding the engine is a dict update.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.controller.on_job(event.get("type"), event["object"])
