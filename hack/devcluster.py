@@ -42,75 +42,45 @@ CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token,no
 # `suanli.io/simulate-after` (default 500ms), so tests and the demo can run jobs to Succeeded or Failed
 # without a real kubelet. kwok's own default stages (copied by build-tools) make nodes and pods Ready.
 SIMULATE = "suanli.io/simulate"
-KWOK_STAGES = """\
+_FINISH_STAGE = """\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: suanli-pod-succeed
+  name: suanli-pod-{outcome}
 spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
+  resourceRef: {{apiGroup: v1, kind: Pod}}
   selector:
     matchExpressions:
-    - {key: '.metadata.deletionTimestamp', operator: DoesNotExist}
-    - {key: '.status.phase', operator: In, values: [Running]}
-    - {key: '.metadata.annotations["suanli.io/simulate"]', operator: In, values: [succeed]}
+    - {{key: '.metadata.deletionTimestamp', operator: DoesNotExist}}
+    - {{key: '.status.phase', operator: In, values: [Running]}}
+    - {{key: '.metadata.annotations["suanli.io/simulate"]', operator: In, values: [{outcome}]}}
   delay:
     durationMilliseconds: 500
-    durationFrom: {expressionFrom: '.metadata.annotations["suanli.io/simulate-after"]'}
+    durationFrom: {{expressionFrom: '.metadata.annotations["suanli.io/simulate-after"]'}}
   next:
     delete: false
     statusTemplate: |
-      {{ $now := Now }}
-      phase: Succeeded
+      {{{{ $now := Now }}}}
+      phase: {phase}
       containerStatuses:
-      {{ range .spec.containers }}
-      - name: {{ .name }}
+      {{{{ range .spec.containers }}}}
+      - name: {{{{ .name }}}}
         ready: false
         started: false
-        image: {{ .image }}
+        image: {{{{ .image }}}}
         restartCount: 0
         state:
           terminated:
-            exitCode: 0
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-            finishedAt: {{ $now | Quote }}
-      {{ end }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: suanli-pod-fail
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - {key: '.metadata.deletionTimestamp', operator: DoesNotExist}
-    - {key: '.status.phase', operator: In, values: [Running]}
-    - {key: '.metadata.annotations["suanli.io/simulate"]', operator: In, values: [fail]}
-  delay:
-    durationMilliseconds: 500
-    durationFrom: {expressionFrom: '.metadata.annotations["suanli.io/simulate-after"]'}
-  next:
-    delete: false
-    statusTemplate: |
-      {{ $now := Now }}
-      phase: Failed
-      containerStatuses:
-      {{ range .spec.containers }}
-      - name: {{ .name }}
-        ready: false
-        started: false
-        image: {{ .image }}
-        restartCount: 0
-        state:
-          terminated:
-            exitCode: 1
-            reason: Error
-            startedAt: {{ $now | Quote }}
-            finishedAt: {{ $now | Quote }}
-      {{ end }}
+            exitCode: {code}
+            reason: {reason}
+            startedAt: {{{{ $now | Quote }}}}
+            finishedAt: {{{{ $now | Quote }}}}
+      {{{{ end }}}}
 """
+KWOK_STAGES = "---\n".join(
+    _FINISH_STAGE.format(outcome=outcome, phase=phase, code=code, reason=reason)
+    for outcome, phase, code, reason in (("succeed", "Succeeded", 0, "Completed"), ("fail", "Failed", 1, "Error"))
+)
 
 # With `up(audit=True)`: every request the API server serves, at Metadata level (who, verb, resource,
 # subresource, namespace, name, response code; no bodies), one JSON line each, so tests can compare
