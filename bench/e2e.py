@@ -23,22 +23,22 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "bench"), str(ROOT / "tests" / "integration")]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "bench"), str(ROOT / "tests" / "integration"), str(ROOT / "operator")]
 
 import devcluster  # noqa: E402
 from operator_harness import OperatorProcess  # noqa: E402
 
 from fleet import _VENDORS, node_dict  # noqa: E402
+from suanli.controller.informer import Informer  # noqa: E402
 
 NAMESPACE = "bench"
 
@@ -56,29 +56,26 @@ def make_nodes(core: client.CoreV1Api, count: int) -> list[dict[str, Any]]:
 
 
 class BindRecorder:
-    """Watches pods in the benchmark namespace and records when each was first seen bound."""
+    """Records when each pod in the benchmark namespace is first seen bound.
+
+    Uses the operator's own raw list+watch feed (no typed deserialisation, resumes from its resourceVersion),
+    so the recorder does not lag behind the events it timestamps.
+    """
 
     def __init__(self, api: client.ApiClient, group_label: str) -> None:
-        self.core = client.CoreV1Api(api)
         self.group_label = group_label
         self.bound: dict[str, tuple[float, str, str]] = {}  # pod -> (time, group, node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        core = client.CoreV1Api(api)
+        self._feed = Informer("bench-pods", lambda **kw: core.list_namespaced_pod(NAMESPACE, **kw), self._seen)
+        self._feed.start()
+        self._feed.synced.wait(60)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            w = watch.Watch()
-            try:
-                for ev in w.stream(self.core.list_namespaced_pod, NAMESPACE, timeout_seconds=5):
-                    pod = ev["object"]
-                    if pod.spec.node_name and pod.metadata.name not in self.bound:
-                        group = (pod.metadata.labels or {}).get(self.group_label, "")
-                        self.bound[pod.metadata.name] = (time.monotonic(), group, pod.spec.node_name)
-                    if self._stop.is_set():
-                        break
-            except Exception:
-                time.sleep(0.2)
+    def _seen(self, kind: str | None, pod: dict[str, Any]) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        name = pod["metadata"]["name"]
+        if node and name not in self.bound:
+            group = (pod["metadata"].get("labels") or {}).get(self.group_label, "")
+            self.bound[name] = (time.monotonic(), group, node)
 
     def wait(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -89,7 +86,7 @@ class BindRecorder:
         return False
 
     def stop(self) -> None:
-        self._stop.set()
+        self._feed.stop()
 
 
 def job_body(i: int, replicas: int, per_replica: int) -> dict[str, Any]:
