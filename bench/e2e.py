@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "bench"), str(ROOT / "tests" / "integration"), str(ROOT / "operator")]
 
 import devcluster  # noqa: E402
-from operator_harness import OperatorProcess  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
 
 from fleet import _VENDORS, node_dict  # noqa: E402
 from suanli.controller.informer import Informer  # noqa: E402

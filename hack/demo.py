@@ -10,14 +10,11 @@ falling back to another vendor, jobs pending with their reason, the rest running
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -33,6 +30,7 @@ import demo_report as report  # noqa: E402
 import devcluster  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "suanli.io", "v1alpha1", "aitrainingjobs"
 NAMESPACE = "default"
@@ -46,52 +44,6 @@ def log(message: str) -> None:
 
 
 T0 = time.monotonic()
-
-
-class Operator:
-    """`python -m suanli run` as a child process with its own process group, like a real deployment."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
-        self.kubeconfig, self.log_path = kubeconfig, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "operator"), os.environ.get("PYTHONPATH")]))}
-        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child for its lifetime
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "suanli", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the operator exited with {self.proc.returncode}; log tail:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"the operator was not healthy after {timeout:.0f}s; log tail:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
 
 
 def wait_for(what: str, ok: Callable[[], bool], timeout: float, every: float = 0.2) -> None:
@@ -250,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log("starting the local control plane (etcd, kube-apiserver, kube-controller-manager, kwok)")
     cluster = devcluster.up(CLUSTER_DIR, fresh=True)
-    operator = Operator(cluster.kubeconfig, args.out / "operator.log")
+    operator = OperatorProcess(cluster.kubeconfig, args.out / "operator.log")
     try:
         kubectl = [str(cluster.bin / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
         subprocess.run([*kubectl, "apply", "--server-side", "-f", str(ROOT / "crds")], check=True,
@@ -264,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"fleet: {len(nodes)} kwok nodes in {len(fleet.LAYOUT)} racks; other teams run {len(pods)} pods on it")
 
         operator.start()
-        log(f"operator running (log: {operator.log_path})")
+        log(f"operator running (log: {operator.log})")
         wait_nodes_ready(api, len(nodes))
         log("all nodes Ready")
 

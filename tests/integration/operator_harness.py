@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,9 +11,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "hack")]
+
+from operator_process import OperatorProcess  # noqa: E402
 
 from fleet import node_dict  # noqa: E402
+
+__all__ = ["OperatorProcess", "create_job", "delete_nodes", "get_job", "job_manifest", "job_pods", "make_fleet",
+           "phase"]
 
 VENDOR_INDEX = {"huawei": 0, "nvidia": 1, "hygon": 2}
 IMAGES = {
@@ -28,80 +27,6 @@ IMAGES = {
     "hygon": "registry.example.com/train/demo:dtk",
 }
 MODELS = {"huawei": "Ascend910B", "nvidia": "H100", "hygon": "DCU-K100-AI"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OperatorProcess:
-    """`suanli run` as a child process against the test cluster; start, kill -9, restart."""
-
-    def __init__(
-        self, kubeconfig: Path, log: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.extra_args = extra_args
-        self.extra_env = env or {}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.metrics_port = 0
-
-    def start(self) -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "PYTHONPATH": str(ROOT / "operator"),
-            "SUANLI_RESYNC_SECONDS": "2",
-            "SUANLI_METRICS_PORT": str(self.metrics_port),
-            **self.extra_env,
-        }
-        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "suanli",
-                "run",
-                "--liveness",
-                f"http://127.0.0.1:{self.port}/healthz",
-                *self.extra_args,
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"operator not healthy after 60s: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup handlers run, as when a node dies under the operator."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def make_fleet(

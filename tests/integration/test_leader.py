@@ -64,7 +64,8 @@ def test_only_the_lease_holder_schedules_and_a_standby_takes_over(
         leader = replicas[int(holder.rsplit("-", 1)[1])]
         leader.kill()
         create_job(api_client, namespace, job_manifest("second", ["nvidia"], replicas=2, simulate=None))
-        wait_for(lambda: phase(api_client, namespace, "second") == "Running", 60, what="the standby to take over")
+        # The Lease (15 s) and the dead peer's kopf record (20 s) must both expire first.
+        wait_for(lambda: phase(api_client, namespace, "second") == "Running", 120, what="the standby to take over")
         new_holder = coordination.read_namespaced_lease(f"{PEERING}-engine", "default").spec.holder_identity
         assert new_holder != holder
         assert len(job_pods(core, namespace, "second")) == 2

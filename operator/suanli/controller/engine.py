@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -180,10 +180,20 @@ class Controller:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start_feeds(self, timeout: float = 120) -> None:
-        """List and watch nodes and pods (any scheduler's) into the inventory; return once both listed."""
+        """List and watch nodes, pods (any scheduler's) and jobs; return once all three are listed.
+
+        Jobs too, not through kopf: kopf peering pauses a standby's watches, and a standby that later takes
+        the engine Lease must already know every job — two leadership signals that could disagree would
+        leave nobody scheduling.
+        """
         self._feeds = [
             Informer("nodes", self.core.list_node, self.on_node),
             Informer("pods", self.core.list_pod_for_all_namespaces, self.on_pod),
+            Informer(
+                "aitrainingjobs",
+                lambda **kw: self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
+                self.on_job,
+            ),
         ]
         for feed in self._feeds:
             feed.start()
@@ -191,10 +201,10 @@ class Controller:
             if not feed.synced.wait(timeout):
                 raise RuntimeError(f"could not list {feed.kind} within {timeout:.0f} s; see the log")
 
-    def prime(self) -> None:
-        """List the jobs before the first pass (nodes and pods come from start_feeds)."""
+    def check_api(self) -> None:
+        """Fail early, with the fix, when the CRD is missing (the feeds would only retry and log)."""
         try:
-            jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=60)
+            jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1, _request_timeout=60)
         except ApiException as exc:
             if exc.status == 404:
                 raise RuntimeError(
@@ -202,8 +212,7 @@ class Controller:
                     "run `kubectl apply --server-side -f crds/` (or install the Helm chart)"
                 ) from exc
             raise
-        for job in cast(dict[str, list[dict[str, Any]]], jobs)["items"]:
-            self.on_job("ADDED", job)
+        del jobs
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suanli-engine", daemon=True)

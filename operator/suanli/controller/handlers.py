@@ -10,8 +10,6 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from ..api.aitrainingjob import PLURAL
-from ..api.base import GROUP, VERSION
 from ..settings import OperatorSettings
 from .engine import Controller
 from .leader import LeaseElector
@@ -26,6 +24,9 @@ def configure(
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
+    # A dead peer's record pauses the standby's job watch until it expires: keep that close to the engine
+    # Lease (15 s), not kopf's default minute, so a failover does not leave new jobs unseen for long.
+    settings.peering.lifetime = 20
     ours = OperatorSettings.from_env()
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -41,8 +42,8 @@ def configure(
         identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         elector = LeaseElector(api, os.environ.get("POD_NAMESPACE", "default"), f"{ours.peering}-engine", identity)
     controller = Controller(api, ours, elector=elector)
+    controller.check_api()
     controller.start_feeds()
-    controller.prime()
     controller.start()
     if ours.metrics_port:
         controller.metrics.serve(ours.metrics_port)
@@ -57,11 +58,8 @@ def shutdown(memo: Any, **_: Any) -> None:
         controller.stop()
 
 
-# Jobs come through kopf; nodes and pods, which change thousands of times more often, through the
-# engine's own list+watch feeds (controller/informer.py). Async: feeding the engine is a dict update.
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.controller.on_job(event.get("type"), event["object"])
+# No watch handlers: nodes, pods and jobs reach the engine through its own list+watch feeds
+# (controller/informer.py). kopf runs the process: start-up and clean-up, liveness probes, peering.
 
 
 @kopf.on.probe(id="engine")

@@ -1,0 +1,93 @@
+"""`suanli run` as a child process against a local cluster: used by the integration tests, the demo and the
+end-to-end benchmark, so all three start, probe and stop the operator the same way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """`suanli run` as a child process against the test cluster; start, kill -9, restart."""
+
+    def __init__(
+        self, kubeconfig: Path, log: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.extra_args = extra_args
+        self.extra_env = env or {}
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONPATH": str(ROOT / "operator"),
+            "SUANLI_RESYNC_SECONDS": "2",
+            "SUANLI_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
+        }
+        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "suanli",
+                "run",
+                "--liveness",
+                f"http://127.0.0.1:{self.port}/healthz",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"operator not healthy after 60s: {self.log.read_text()[-3000:]}")
+
+    def tail(self) -> str:
+        """The end of the operator's log, for error messages."""
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers run, as when a node dies under the operator."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
