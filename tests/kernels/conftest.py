@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernels_support import BUILD_ROOT, FAKES_SRC, VARIANTS, VENDOR_FAKES, Kernels, cmake_build
+from kernels_support import FAKES_SRC, VARIANTS, VENDOR_FAKES, Kernels, kernels_library
 
 
 @pytest.fixture(scope="session", autouse=True)
 def kernels() -> Kernels:
     """The library under test: $SUANLI_KERNELS_LIB, else a CPU-only CMake build in build/kernels-test."""
-    env = os.environ.get("SUANLI_KERNELS_LIB")
-    if env:
-        lib = Path(env)
-    else:
-        build = BUILD_ROOT / "kernels-test"
-        cmake_build(build, "-DSUANLI_CUDA=OFF", "-DSUANLI_HIP=OFF")
-        lib = build / "libsuanli_kernels.so"
-        os.environ["SUANLI_KERNELS_LIB"] = str(lib)
+    lib = kernels_library()
     cli = lib.parent / "suanli-probe"
     assert lib.is_file() and cli.is_file(), f"kernels not built at {lib.parent}"
     return Kernels(lib=lib, cli=cli)

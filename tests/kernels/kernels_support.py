@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,3 +60,19 @@ class Kernels:
 
     lib: Path
     cli: Path
+
+
+@cache
+def kernels_library() -> Path:
+    """The probe library: $SUANLI_KERNELS_LIB, else a CPU-only CMake build in build/kernels-test, which is
+    then exported as SUANLI_KERNELS_LIB for this process and its children."""
+    env = os.environ.get("SUANLI_KERNELS_LIB")
+    if env:
+        lib = Path(env)
+    else:
+        build = BUILD_ROOT / "kernels-test"
+        cmake_build(build, "-DSUANLI_CUDA=OFF", "-DSUANLI_HIP=OFF")
+        lib = build / "libsuanli_kernels.so"
+        os.environ["SUANLI_KERNELS_LIB"] = str(lib)
+    assert lib.is_file(), f"kernels library not built at {lib}"
+    return lib

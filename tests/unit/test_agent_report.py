@@ -6,7 +6,6 @@ of tests/kernels, so the mapping is tested on the JSON the agent really receives
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,23 +30,10 @@ from suanli.agent.labels import format_link_domains
 from suanli.agent.status import status_patch, validated
 from suanli.api import ConditionStatus, DeviceHealth, Vendor, parse_node
 
-from .test_agent_support import FAKE_ENV, FIXTURES, fake_vendor_libs, fixture_bdfs, kernels_library
+from .test_agent_support import FIXTURES, fixture_bdfs
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 VENDOR_IDS = {"h100-8": "0x10de", "ascend910b-8": "0x19e5", "dcu-8": "0x1d94"}
-
-
-@pytest.fixture(scope="module")
-def libs() -> dict[str, Path]:
-    kernels_library()
-    return fake_vendor_libs()
-
-
-@pytest.fixture
-def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for var in FAKE_ENV:
-        monkeypatch.delenv(var, raising=False)
-    yield monkeypatch
 
 
 def probe_tree(tree: str, libs: Path, driver: pytest.MonkeyPatch) -> NodeReport:

@@ -9,25 +9,26 @@ No tests here.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "sysfs"
 sys.path.insert(0, str(REPO / "tests" / "kernels"))
 
 from kernels_support import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
-    BUILD_ROOT,
     FAKES_SRC,
     VARIANTS,
     VENDOR_FAKES,
-    cmake_build,
     fixture_bdfs,
+    kernels_library,
 )
 
 __all__ = ["FIXTURES", "REPO", "fake_vendor_libs", "fixture_bdfs", "kernels_library", "subset_tree"]
@@ -42,21 +43,6 @@ FAKE_ENV = (
     "SUANLI_VENDOR_LIB_PATH",
 )
 """Environment the fake drivers read; cleared around each test so one test's fault never leaks."""
-
-
-@cache
-def kernels_library() -> Path:
-    """The probe library, built if needed; also exported as SUANLI_KERNELS_LIB for this process and children."""
-    env = os.environ.get("SUANLI_KERNELS_LIB")
-    if env:
-        lib = Path(env)
-    else:
-        build = BUILD_ROOT / "kernels-test"
-        cmake_build(build, "-DSUANLI_CUDA=OFF", "-DSUANLI_HIP=OFF")
-        lib = build / "libsuanli_kernels.so"
-        os.environ["SUANLI_KERNELS_LIB"] = str(lib)
-    assert lib.is_file(), f"kernels library not built at {lib}"
-    return lib
 
 
 @cache
@@ -89,3 +75,18 @@ def subset_tree(tree: str, keep: int, vendor_id: str, dest: Path) -> Path:
     for bdf in fixture_bdfs(tree, vendor_id)[keep:]:
         (out / "bus" / "pci" / "devices" / bdf).unlink()
     return out
+
+
+@pytest.fixture(scope="module")
+def libs() -> dict[str, Path]:
+    """The probe library built and the fake vendor libraries compiled."""
+    kernels_library()
+    return fake_vendor_libs()
+
+
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A monkeypatch with every fake-driver variable cleared, so one test's fault never leaks."""
+    for var in FAKE_ENV:
+        monkeypatch.delenv(var, raising=False)
+    yield monkeypatch

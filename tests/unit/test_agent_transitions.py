@@ -7,7 +7,6 @@ card, so "all bad" marks every card failed in that real report's JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,23 +28,10 @@ from suanli.agent import (
 )
 from suanli.api import AcceleratorNodeStatus, ConditionStatus
 
-from .test_agent_support import FAKE_ENV, FIXTURES, fake_vendor_libs, kernels_library
+from .test_agent_support import FIXTURES
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 THEIRS = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
-
-
-@pytest.fixture(scope="module")
-def libs() -> dict[str, Path]:
-    kernels_library()
-    return fake_vendor_libs()
-
-
-@pytest.fixture
-def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for var in FAKE_ENV:
-        monkeypatch.delenv(var, raising=False)
-    yield monkeypatch
 
 
 @dataclass

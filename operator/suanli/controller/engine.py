@@ -204,7 +204,7 @@ class Controller:
     def check_api(self) -> None:
         """Fail early, with the fix, when the CRD is missing (the feeds would only retry and log)."""
         try:
-            jobs = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1, _request_timeout=60)
+            self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1, _request_timeout=60)
         except ApiException as exc:
             if exc.status == 404:
                 raise RuntimeError(
@@ -212,7 +212,6 @@ class Controller:
                     "run `kubectl apply --server-side -f crds/` (or install the Helm chart)"
                 ) from exc
             raise
-        del jobs
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suanli-engine", daemon=True)
