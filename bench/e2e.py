@@ -12,7 +12,10 @@
    with the same requests on the same nodes (Suanli stopped and its pods gone first), submitted in the
    same groups; same measures.
 Prints one JSON object with --json (keys include suanli_pods_per_s, kube_scheduler_pods_per_s,
-p99_job_bound_s, partial_gangs).
+p99_job_bound_s, partial_gangs). Each phase also reports the CPU seconds each process used (`cpu_s`: the
+scheduler under test, kube-apiserver, etcd, kwok) and, for Suanli, its API requests per gang (from its
+`suanli_api_requests_total` metric): on a small machine the two schedulers compete with the API server for
+the same cores, so these say where the time went.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +91,35 @@ class BindRecorder:
 
     def stop(self) -> None:
         self._feed.stop()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User+system CPU seconds so far of each named process (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            out[name] = 0.0
+    return out
+
+
+def cpu_used(before: dict[str, float], pids: dict[str, int]) -> dict[str, float]:
+    after = cpu_seconds(pids)
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in pids}
+
+
+def api_requests(metrics_port: int) -> dict[str, float]:
+    """The operator's suanli_api_requests_total, summed by `verb resource`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        if line.startswith("suanli_api_requests_total{"):
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+            out[f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"] += float(line.split()[-1])
+    return dict(out)
 
 
 def job_body(i: int, replicas: int, per_replica: int) -> dict[str, Any]:
@@ -161,8 +194,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # --- Suanli ---
         operator.start()
+        assert operator.proc is not None
         recorder = BindRecorder(api, "suanli.io/job")
         created: dict[str, float] = {}
+        pids = {**cluster.pids, "suanli": operator.proc.pid}
+        cpu0 = cpu_seconds(pids)
         t0 = time.monotonic()
 
         def submit_job(i: int) -> None:
@@ -176,6 +212,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder.stop()
         suanli = summarize(created, recorder, args.replicas, t0)
         suanli["completed"] = done
+        suanli["cpu_s"] = cpu_used(cpu0, pids)
+        requests = api_requests(operator.metrics_port)
+        suanli["api_requests_per_gang"] = {k: round(v / args.jobs, 2) for k, v in sorted(requests.items())}
         operator.stop()
         custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs")
         core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
@@ -192,6 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(3)  # informers sync; pods submitted before that would only wait longer
         recorder = BindRecorder(api, "group")
         created = {}
+        pids = {**cluster.pids, "kube-scheduler": scheduler.pid}
+        cpu0 = cpu_seconds(pids)
         t0 = time.monotonic()
 
         def submit_group(i: int) -> None:
@@ -205,6 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder.stop()
         kube = summarize(created, recorder, args.replicas, t0)
         kube["completed"] = done
+        kube["cpu_s"] = cpu_used(cpu0, pids)
     finally:
         operator.stop()
         if scheduler is not None:

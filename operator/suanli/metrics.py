@@ -54,12 +54,22 @@ class Metrics:
             "Gangs whose binding failed and was rolled back.",
             registry=self.registry,
         )
+        self.api_requests = Counter(
+            "suanli_api_requests_total",
+            "Write (and rare read) requests the engine sent to the API server, by verb, resource and HTTP code "
+            "(0 when no response came back); list and watch calls of the feeds are not counted.",
+            ["verb", "resource", "code"],
+            registry=self.registry,
+        )
 
     def gang_bound(self, vendor: str, seconds: float, span: Mapping[str, int]) -> None:
         self.scheduling_latency.labels(vendor).observe(max(seconds, 0.0))
         for level, count in span.items():
             if count:
                 self.placement_span.labels(level).observe(count)
+
+    def api_request(self, verb: str, resource: str, code: int) -> None:
+        self.api_requests.labels(verb, resource, str(code)).inc()
 
     def gang_restarted(self, namespace: str, reason: str) -> None:
         self.restarts.labels(namespace, reason).inc()

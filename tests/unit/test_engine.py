@@ -20,51 +20,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from fleet import node_dict
 
 
-class FakeCore:
-    """Just enough of CoreV1Api: pods, services, config maps, bindings, events."""
+class FakeKube:
+    """Just enough of the engine's KubeApi: pods, bindings, job statuses; the rest is accepted."""
 
     def __init__(self) -> None:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.binds = 0
         self.fail_bind_at: int | None = None
         self.deleted: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
 
-    def create_namespaced_service(self, ns: str, body: Any, **_: Any) -> None: ...
-    def create_namespaced_config_map(self, ns: str, body: Any, **_: Any) -> None: ...
-    def create_namespaced_event(self, ns: str, body: Any, **_: Any) -> None: ...
-
-    def create_namespaced_pod(self, ns: str, body: dict[str, Any], **_: Any) -> None:
+    def create(self, ns: str, plural: str, body: dict[str, Any]) -> None:
+        if plural != "pods":
+            return
         key = (ns, body["metadata"]["name"])
         if key in self.pods:
             raise ApiException(status=409, reason="AlreadyExists")
         self.pods[key] = body
 
-    def create_namespaced_pod_binding(self, name: str, ns: str, body: client.V1Binding, **_: Any) -> None:
+    def bind(self, ns: str, pod: str, node: str) -> None:
         self.binds += 1
         if self.fail_bind_at is not None and self.binds == self.fail_bind_at:
             raise ApiException(status=500, reason="etcdserver: request timed out")
-        self.pods[(ns, name)]["spec"]["nodeName"] = body.target.name
+        self.pods[(ns, pod)]["spec"]["nodeName"] = node
 
-    def delete_namespaced_pod(self, name: str, ns: str, **_: Any) -> None:
+    def delete_pod(self, ns: str, name: str) -> None:
         if self.pods.pop((ns, name), None) is None:
             raise ApiException(status=404, reason="NotFound")
         self.deleted.append(name)
 
-
-class FakeCustom:
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, Any]] = []
-
-    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
-                                              body: dict[str, Any], **_: Any) -> None:
-        self.statuses.append(body["status"])
+    def patch_job_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        self.statuses.append(status)
 
 
 @pytest.fixture
 def engine() -> Controller:
     controller = Controller(client.ApiClient(client.Configuration()))
-    controller.core = FakeCore()  # type: ignore[assignment]
-    controller.custom = FakeCustom()  # type: ignore[assignment]
+    controller.kube = FakeKube()  # type: ignore[assignment]
     for i in range(4):
         controller.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
     return controller
@@ -90,22 +82,22 @@ def test_gang_binds_whole(engine: Controller) -> None:
     engine.on_job("ADDED", job())
     engine.schedule()
     engine.drain()
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
     assert len(fake.pods) == 4 and all(p["spec"].get("nodeName") for p in fake.pods.values())
-    phases = [s["phase"] for s in engine.custom.statuses]  # type: ignore[attr-defined]
+    phases = [s["phase"] for s in engine.kube.statuses]  # type: ignore[attr-defined]
     assert phases == ["Scheduling", "Running"], "the plan is persisted before pods are created"
     assert free_cards(engine) == 0
 
 
 def test_bind_failure_midway_rolls_back_the_whole_gang(engine: Controller) -> None:
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
     fake.fail_bind_at = 3
     engine.on_job("ADDED", job())
     engine.schedule()
     engine.drain()
     assert fake.pods == {}, "no pod of a half-bound gang survives"
     assert sorted(fake.deleted) == [f"gang-g0-{i}" for i in range(4)]
-    last = engine.custom.statuses[-1]  # type: ignore[attr-defined]
+    last = engine.kube.statuses[-1]  # type: ignore[attr-defined]
     assert last["phase"] == "Pending" and last["reason"] == "BindFailed" and last["placement"] == []
     assert "etcdserver: request timed out" in last["message"]
     assert free_cards(engine) == 32, "the plan's reservation is released"
@@ -119,7 +111,7 @@ def test_bind_failure_midway_rolls_back_the_whole_gang(engine: Controller) -> No
     engine._retry_at.clear()
     engine.schedule()
     engine.drain()
-    assert len(fake.pods) == 4 and engine.custom.statuses[-1]["phase"] == "Running"  # type: ignore[attr-defined]
+    assert len(fake.pods) == 4 and engine.kube.statuses[-1]["phase"] == "Running"  # type: ignore[attr-defined]
 
 
 def test_competing_gangs_in_one_pass_never_share_cards(engine: Controller) -> None:
@@ -127,12 +119,12 @@ def test_competing_gangs_in_one_pass_never_share_cards(engine: Controller) -> No
     engine.on_job("ADDED", job("b", replicas=3))
     engine.schedule()
     engine.drain()
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
     by_job: dict[str, int] = {}
     for (_, name) in fake.pods:
         by_job[name.split("-g")[0]] = by_job.get(name.split("-g")[0], 0) + 1
     assert sorted(by_job.values()) == [3], "one gang whole, the other holds nothing"
-    waiting = [s for s in engine.custom.statuses if s.get("reason") == "Unschedulable"]  # type: ignore[attr-defined]
+    waiting = [s for s in engine.kube.statuses if s.get("reason") == "Unschedulable"]  # type: ignore[attr-defined]
     assert waiting and "no room" in waiting[0]["message"]
 
 
@@ -143,7 +135,7 @@ def test_unready_node_is_not_used_and_its_gang_is_judged_lost(engine: Controller
     engine.on_job("ADDED", job(replicas=3))
     engine.schedule()
     engine.drain()
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
     assert all(p["spec"]["nodeName"] != "n0" for p in fake.pods.values())
     assert engine._verdict("n0").value == "Lost"
 
@@ -157,20 +149,20 @@ def test_higher_priority_gang_goes_first_when_only_one_fits(engine: Controller) 
     engine.on_job("ADDED", high)
     engine.schedule()
     engine.drain()
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
     assert {name.split("-g")[0] for (_, name) in fake.pods} == {"high"}
 
 
 def test_a_client_side_error_rolls_back_and_backs_off(engine: Controller) -> None:
-    fake: FakeCore = engine.core  # type: ignore[assignment]
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
 
-    def refuse(name: str, ns: str, body: Any, **_: Any) -> None:
+    def refuse(ns: str, pod: str, node: str) -> None:
         raise ValueError("Input should be a valid string")
 
-    fake.create_namespaced_pod_binding = refuse  # type: ignore[method-assign]
+    fake.bind = refuse  # type: ignore[method-assign]
     engine.on_job("ADDED", job())
     engine.schedule()
     engine.drain()
     assert fake.pods == {} and free_cards(engine) == 32
-    assert engine.custom.statuses[-1]["reason"] == "BindFailed"  # type: ignore[attr-defined]
+    assert engine.kube.statuses[-1]["reason"] == "BindFailed"  # type: ignore[attr-defined]
     assert engine._held(("ns", "gang"))

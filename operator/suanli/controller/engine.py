@@ -10,7 +10,6 @@ restarts without duplicating or losing anything.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -35,11 +34,12 @@ from ..inventory.models import VENDOR_BY_NAME, model_matches
 from ..lifecycle import Decision, NodeVerdict, advance, transition
 from ..metrics import Metrics, StateCollector
 from ..placement import Placement, Unplaceable, plan
-from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name
+from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name, spec_hash
 from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
 from ..settings import OperatorSettings
 from ..topology import Level
 from .informer import Informer
+from .kubeapi import KubeApi
 from .leader import LeaseElector
 from .requests import gang_request
 
@@ -78,6 +78,8 @@ class Controller:
         self.elector = elector
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.kube = KubeApi(api, self.settings.request_timeout_seconds, self.metrics.api_request)
+        """Every write (and the odd read) the engine makes; the typed clients above only list and watch."""
         self.clock = clock
         self.inventory = Inventory(self.settings.inventory)
         self._lock = threading.RLock()
@@ -149,8 +151,9 @@ class Controller:
             if event == "DELETED":
                 self._jobs.pop(key, None)
                 self._tried.pop(key, None)
+                self._rank_tables.pop((key[0], rank_table_name(key[1])), None)
             else:
-                self._jobs[key] = copy.deepcopy(dict(job))
+                self._jobs[key] = dict(job)  # the feed's freshly decoded object: ours to keep
                 self._dirty.add(key)
         self._wake.set()
 
@@ -284,7 +287,7 @@ class Controller:
             raw = self._jobs.get(key)
             if raw is None:
                 return None
-            raw = copy.deepcopy(raw)
+            raw = dict(raw)  # writers replace `status`, never mutate it in place
         try:
             return AITrainingJob.model_validate(raw)
         except ValidationError as exc:
@@ -353,18 +356,7 @@ class Controller:
             for event in decision.events:
                 self._event(job, *event)
         if decision.delete_job:
-            _ignore(
-                404,
-                lambda: self.custom.delete_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    ns,
-                    PLURAL,
-                    str(job.metadata["name"]),
-                    propagation_policy="Background",
-                    _request_timeout=self.settings.request_timeout_seconds,
-                ),
-            )
+            _ignore(404, lambda: self.kube.delete_job(ns, str(job.metadata["name"])))
 
     def _refresh_rank_table(self, job: AITrainingJob, pods: list[dict[str, Any]]) -> None:
         """Complete the Ascend rank table once pods have IPs (HCCL launchers wait for "completed")."""
@@ -376,20 +368,23 @@ class Controller:
         }
         cm = build_rank_table_config_map(job, slots, by_replica)
         name, ns = rank_table_name(str(job.metadata["name"])), str(job.metadata["namespace"])
-        if self._rank_tables.get((ns, name)) == cm["data"]:
-            return  # unchanged since we last wrote it: no read on every pod event
-        try:
-            current = self.core.read_namespaced_config_map(name, ns, _request_timeout=10)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            _ignore(409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=10))
-            return
-        if (current.data or {}) != cm["data"]:
-            self.core.patch_namespaced_config_map(
-                name, ns, {"data": cm["data"]}, _content_type="application/merge-patch+json", _request_timeout=10
-            )
-        self._rank_tables[(ns, name)] = cm["data"]
+        with self._lock:
+            written = self._rank_tables.get((ns, name))
+        if written == cm["data"]:
+            return  # unchanged since we last wrote it: no call on every pod event
+        if written is None:  # not written by this process (a restart): look before writing
+            try:
+                current = self.kube.read(ns, "configmaps", name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                _ignore(409, lambda: self.kube.create(ns, "configmaps", cm))
+                return
+            written = current.get("data") or {}
+        if written != cm["data"]:
+            self.kube.merge_patch(ns, "configmaps", name, {"data": cm["data"]})
+        with self._lock:
+            self._rank_tables[(ns, name)] = cm["data"]
 
     # -- scheduling --------------------------------------------------------------------------------
 
@@ -575,6 +570,7 @@ class Controller:
         return slots
 
     def _pods_for(self, job: AITrainingJob, slots: list[GangSlot]) -> list[dict[str, Any]]:
+        digest = spec_hash(job)
         return [
             build_pod(
                 job,
@@ -583,6 +579,7 @@ class Controller:
                 generation=job.status.restarts,
                 scheduler_name=self.settings.scheduler_name,
                 tolerate=self.settings.inventory.tolerated_taints,
+                digest=digest,
             )
             for s in slots
         ]
@@ -601,26 +598,19 @@ class Controller:
     def _realize(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
         """Create and bind the whole gang; on any failure, roll it back so no partial gang holds cards."""
         ns = str(job.metadata["namespace"])
-        timeout = self.settings.request_timeout_seconds
         try:
-            _ignore(
-                409,
-                lambda: self.core.create_namespaced_service(
-                    ns, _manifest(build_service(job)), _request_timeout=timeout
-                ),
-            )
+            _ignore(409, lambda: self.kube.create(ns, "services", build_service(job)))
             if slots and VENDOR_BY_NAME[slots[0].vendor].needs_rank_table:
                 cm = build_rank_table_config_map(job, slots, {})
-                _ignore(
-                    409, lambda: self.core.create_namespaced_config_map(ns, _manifest(cm), _request_timeout=timeout)
-                )
+                try:
+                    self.kube.create(ns, "configmaps", cm)
+                    with self._lock:
+                        self._rank_tables[(ns, cm["metadata"]["name"])] = cm["data"]
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
             pods = self._pods_for(job, slots)
-            self._parallel(
-                lambda pod: _ignore(
-                    409, lambda: self.core.create_namespaced_pod(ns, _manifest(pod), _request_timeout=timeout)
-                ),
-                pods,
-            )
+            self._parallel(lambda pod: _ignore(409, lambda: self.kube.create(ns, "pods", pod)), pods)
             self._parallel(
                 lambda pod: self._bind(
                     ns, pod["metadata"]["name"], pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]
@@ -669,31 +659,18 @@ class Controller:
             )
 
     def _bind(self, ns: str, name: str, node: str) -> None:
-        body = client.V1Binding(
-            metadata=client.V1ObjectMeta(name=name),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
-        )
         try:
-            # _preload_content=False: the generated client fails to deserialize the Binding it gets back.
-            self.core.create_namespaced_pod_binding(
-                name, ns, body, _preload_content=False, _request_timeout=self.settings.request_timeout_seconds
-            )
+            self.kube.bind(ns, name, node)
         except ApiException as exc:
             if exc.status != 409:
                 raise
             # Already bound (a resumed bind, or someone else): fine only if it went where we planned.
-            pod = self.core.read_namespaced_pod(name, ns, _request_timeout=10)
-            bound = pod.spec.node_name if pod.spec else None
+            bound = (self.kube.read(ns, "pods", name).get("spec") or {}).get("nodeName")
             if bound != node:
                 raise BindError(f"pod {name} is bound to {bound}, not the planned {node}") from exc
 
     def _delete_pod(self, ns: str, name: str) -> None:
-        _ignore(
-            404,
-            lambda: self.core.delete_namespaced_pod(
-                name, ns, grace_period_seconds=0, _request_timeout=self.settings.request_timeout_seconds
-            ),
-        )
+        _ignore(404, lambda: self.kube.delete_pod(ns, name))
 
     # -- API helpers --------------------------------------------------------------------------------
 
@@ -719,17 +696,7 @@ class Controller:
 
     def _patch_status(self, key: JobKey, wire: dict[str, Any]) -> bool:
         try:
-            # A merge patch: None fields in `wire` are sent as null and so cleared on the server.
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                key[0],
-                PLURAL,
-                key[1],
-                {"status": wire},
-                _content_type="application/merge-patch+json",
-                _request_timeout=self.settings.request_timeout_seconds,
-            )
+            self.kube.patch_job_status(key[0], key[1], wire)
             return True
         except ApiException as exc:
             if exc.status == 404:
@@ -738,39 +705,35 @@ class Controller:
 
     def _event(self, job: AITrainingJob, type_: str, reason: str, message: str) -> None:
         meta = job.metadata
-        now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=f"{meta['name']}.{uuid.uuid4().hex[:12]}", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind="AITrainingJob",
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=type_,
-            count=1,
-            first_timestamp=now,
-            last_timestamp=now,
-            source=client.V1EventSource(component="suanli"),
-            reporting_component="suanli",
-            reporting_instance="suanli",
-        )
+        ns = str(meta["namespace"])
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "AITrainingJob",
+                "name": meta["name"],
+                "namespace": ns,
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": "suanli"},
+            "reportingComponent": "suanli",
+            "reportingInstance": "suanli",
+        }
         # Events are best-effort: never let their failure stop a gang.
-        self._pool.submit(
-            _ignore_all, lambda: self.core.create_namespaced_event(meta["namespace"], body, _request_timeout=10)
-        )
+        self._pool.submit(_ignore_all, lambda: self.kube.create(ns, "events", body))
 
 
 class BindError(RuntimeError):
     """A pod of the gang could not be bound where the plan put it."""
-
-
-def _manifest(body: dict[str, Any]) -> Any:
-    """The client sends plain dicts as they are; its type hints only know its generated classes."""
-    return body
 
 
 def _ignore(status: int, call: Callable[[], object]) -> None:

@@ -149,8 +149,12 @@ def build_pod(
     generation: int,
     scheduler_name: str,
     tolerate: Iterable[str] = (),
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """One worker pod, unbound: the controller binds it to `slot.node` through the Binding subresource."""
+    """One worker pod, unbound: the controller binds it to `slot.node` through the Binding subresource.
+
+    `digest` is `spec_hash(job)` when the caller already has it (it is the same for the whole gang).
+    """
     name = _name(job)
     tpl = job.spec.template
     profile = VENDOR_BY_NAME[slot.vendor]
@@ -186,7 +190,7 @@ def build_pod(
     tolerations += [{"key": key, "operator": "Exists"} for key in sorted(tolerate)]
     annotations = {
         **tpl.annotations,
-        SPEC_HASH_ANNOTATION: spec_hash(job),
+        SPEC_HASH_ANNOTATION: digest or spec_hash(job),
         PLANNED_NODE_ANNOTATION: slot.node,
     }
     if slot.link_domain is not None:
