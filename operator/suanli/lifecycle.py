@@ -132,7 +132,14 @@ def _restart_or_fail(
             + (f", avoiding {', '.join(bad_nodes)}" if bad_nodes else ""),
             now,
             [(JobConditionType.RESTARTING, True), (JobConditionType.READY, False)],
-        ).model_copy(update={"restarts": status.restarts + 1, "bad_nodes": avoided, "placement": []})
+        ).model_copy(
+            update={
+                "restarts": status.restarts + 1,
+                "bad_nodes": avoided,
+                "previous_nodes": sorted({r.node for r in status.placement}) or status.previous_nodes,
+                "placement": [],
+            }
+        )
         return Decision(new, delete_pods=doomed, events=[("Warning", event.value, new.message or "")])
     why = (
         f"{detail}; restart limit reached ({policy.max_restarts})"

@@ -176,7 +176,8 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
 ) -> None:
     create_job(api_client, namespace, job_manifest("resilient", ["huawei"], replicas=2, simulate=None))
     wait_for(lambda: phase(api_client, namespace, "resilient") == "Running", 60, what="Running")
-    victim = get_job(api_client, namespace, "resilient")["status"]["placement"][0]["node"]
+    before = get_job(api_client, namespace, "resilient")["status"]["placement"]
+    victim = before[0]["node"]
     # Take the node away from kwok and report it NotReady, as the node lifecycle controller would.
     core.patch_node(victim, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
     core.patch_node_status(
@@ -203,6 +204,8 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
     wait_for(restarted_elsewhere, 40, what="a restart away from the lost node")
     status = get_job(api_client, namespace, "resilient")["status"]
     assert victim in status["badNodes"]
+    assert status["previousNodes"] == sorted({p["node"] for p in before}), "kept for the planner to prefer"
+    assert {p["rack"] for p in status["placement"]} == {p["rack"] for p in before}, "back in the same rack"
     live = [p for p in job_pods(core, namespace, "resilient") if p.metadata.deletion_timestamp is None]
     assert len(live) == 2 and all(p.metadata.labels["suanli.io/generation"] == "1" for p in live)
 

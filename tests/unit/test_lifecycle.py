@@ -72,6 +72,7 @@ def test_lost_node_restarts_and_is_avoided() -> None:
     decision = advance(job, pods, {"n0": NodeVerdict.OK, "n1": NodeVerdict.LOST}, NOW)
     assert decision.phase == JobPhase.RESTARTING and decision.status.reason == "NodeLost"
     assert decision.status.bad_nodes == ["n1"]
+    assert decision.status.previous_nodes == ["n0", "n1"], "the planner prefers the gang's old domain"
     missing = advance(job, pods, {"n0": NodeVerdict.OK}, NOW)
     assert missing.status.reason == "NodeLost", "a node we no longer know counts as lost"
 

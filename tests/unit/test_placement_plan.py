@@ -198,7 +198,7 @@ def test_unplaceable_names_the_largest_free_shape_per_level() -> None:
     )
     refusal = refused(inventory, gang(2))
     text = "\n".join(refusal.reasons[0])
-    assert "rack r3 has 14 of 16 free Ascend910B cards (room for 1 replicas)" in text
+    assert "rack r3 has 14 of 16 free Ascend910B cards (room for 1 replica)" in text
     assert "node n1 has 8 of 8 free" in text
     assert refusal.summary.startswith("team/job: no room for 2 of 2 replicas x 8 cards (Ascend910B)")
     missing = refused(inventory, gang(1, vendor="nvidia", model="H100"))
@@ -293,3 +293,45 @@ def test_an_80_gib_request_matches_the_80_gb_h100_drivers_report_as_79_6_gib() -
     too_much = GangRequest(key="ns/j", replicas=1, min_replicas=1, accelerators_per_replica=8,
                            candidates=(Candidate("nvidia", "H100", min_memory_gib=96),))
     assert not isinstance(plan(inventory, too_much), Placement)
+
+
+def test_a_restarted_gang_prefers_the_domain_it_ran_in_but_never_a_wider_one() -> None:
+    # Zone z1: r1 (4 free nodes), r2 (2), r3 (3); zone z2: r4 (4). A 3-replica gang's best fit is r3.
+    assert {r.domains[Level.RACK] for r in placed(rack_fleet(), gang(3)).replicas} == {"r3"}
+    # It ran in r4 and lost r4-n0: r4's other three nodes hold it as narrowly (one rack), so it goes back.
+    back = placed(rack_fleet(), gang(3, near_nodes=frozenset({"r4-n0", "r4-n1", "r4-n2"}),
+                                     avoid_nodes=frozenset({"r4-n0"})))
+    assert {r.node for r in back.replicas} == {"r4-n1", "r4-n2", "r4-n3"} and back.level is Level.RACK
+    # A one-node gang whose node is healthy goes back to that very node.
+    assert placed(rack_fleet(), gang(1, near_nodes=frozenset({"r1-n2"}))).replicas[0].node == "r1-n2"
+    # r2 (2 free) cannot hold 3 in one rack; staying in its zone would span two racks, while r3 holds the
+    # gang in one: the narrower placement wins over the old neighbourhood.
+    moved = placed(rack_fleet(), gang(3, near_nodes=frozenset({"r2-n0", "r2-n1"})))
+    assert {r.domains[Level.RACK] for r in moved.replicas} == {"r3"}
+    # Previous nodes that are gone from the inventory change nothing.
+    assert placed(rack_fleet(), gang(3, near_nodes=frozenset({"gone"}))).replicas == placed(
+        rack_fleet(), gang(3)).replicas
+
+
+def test_a_restarted_gang_keeps_its_preferred_candidate_over_its_old_domain() -> None:
+    inventory = inventory_of(
+        vendor_node("gpu-0", "nvidia", rack="r1"),
+        vendor_node("npu-0", rack="r2"),
+        vendor_node("npu-1", rack="r2"),
+    )
+    request = gang(1, candidates=(Candidate("huawei", "Ascend910B"), Candidate("nvidia", "H100")),
+                   near_nodes=frozenset({"gpu-0"}))
+    result = placed(inventory, request)
+    assert result.candidate_index == 0 and result.replicas[0].node.startswith("npu-")
+
+
+def test_node_selector_is_honoured_and_explained() -> None:
+    inventory = inventory_of(vendor_node("plain-0", rack="r1"), vendor_node("plain-1", rack="r1"))
+    labelled = vendor_node("ib-0", rack="r2")
+    labelled["metadata"]["labels"]["network"] = "infiniband"
+    inventory.upsert_node(labelled)
+    request = gang(1, node_selector=(("network", "infiniband"),))
+    assert placed(inventory, request).replicas[0].node == "ib-0"
+    inventory.upsert_pod(busy("ib-0", 8))
+    text = "\n".join(refused(inventory, request).reasons[0])
+    assert "2 of 3 Ascend910B nodes are without the template's nodeSelector labels (network=infiniband)" in text

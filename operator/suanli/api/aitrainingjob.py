@@ -504,6 +504,11 @@ class AITrainingJobStatus(ApiModel):
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
     """Nodes blamed for earlier failures, avoided when the gang restarts."""
+    previous_nodes: Annotated[list[NodeName], Field(max_length=MAX_REPLICAS)] = Field(
+        default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Nodes the gang ran on before its last restart: the restarted gang prefers their node, rack, zone or
+    region (warm image and data caches) when that domain holds it no wider than elsewhere."""
 
 
 class AITrainingJob(ApiModel):

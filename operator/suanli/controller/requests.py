@@ -26,4 +26,6 @@ def gang_request(job: AITrainingJob) -> GangRequest:
         preferred_level=Level.parse(spec.topology.preferred.value) if spec.topology.preferred else None,
         avoid_nodes=frozenset(job.status.bad_nodes),
         allow_mixing=spec.allow_mixed_vendors,
+        node_selector=tuple(sorted(spec.template.node_selector.items())),
+        near_nodes=frozenset(job.status.previous_nodes),
     )

@@ -129,6 +129,7 @@ def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -
         why_unschedulable=why,
         membw_gbs=_float_label(node_labels, L.MEMBW_GBS),
         fma_tflops=_float_label(node_labels, L.FMA_TFLOPS),
+        labels=node_labels,
     )
 
 

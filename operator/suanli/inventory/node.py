@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from suanli.topology import Level
 
@@ -39,6 +40,9 @@ class AcceleratorNode:
     membw_gbs: float | None = None
     fma_tflops: float | None = None
     """Throughput our agent measured, when it did."""
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """All of the node's labels, for the template's nodeSelector (changes are seen by the inventory's
+    fingerprint, so they are left out of equality)."""
 
     @property
     def rack_id(self) -> tuple[str, str, str]:

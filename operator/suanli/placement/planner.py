@@ -72,6 +72,7 @@ class _PoolReport:
     nodes: int = 0
     unschedulable: int = 0
     avoided: int = 0
+    unselected: int = 0
     low_memory: int = 0
     short_cpu_memory: int = 0
     shape: str | None = None
@@ -81,26 +82,73 @@ def plan(inventory: Inventory, request: GangRequest) -> Placement | Unplaceable:
     """Place ``request`` on ``inventory``'s free capacity, or say per candidate why it cannot."""
     views = [_CandidateView(inventory, request, i, c) for i, c in enumerate(request.candidates)]
     for need in dict.fromkeys((request.replicas, request.min_replicas)):
-        for view in views:
-            choice = view.best(need)
-            if choice is not None:
-                return _placement(request, choice)
-        if request.allow_mixing and len(views) > 1:
-            slots = [slot for view in views for pool in view.slots.values() for slot in pool]
-            choice = _search(slots, request.replicas, need, request.required_level, "mixed")
-            if choice is not None:
-                return _placement(request, choice)
+        choice = _choose(views, request, need)
+        if choice is not None:
+            return _placement(request, _near(inventory, views, request, need, choice))
     reasons = tuple(view.explain() for view in views)
     asked = ", ".join(c.describe() for c in request.candidates)
     where = f" within one {request.required_level.label}" if request.required_level is not None else ""
-    summary = (f"{request.key}: no room for {request.min_replicas} of {request.replicas} replicas x "
+    summary = (f"{request.key}: no room for {request.min_replicas} of {_replicas(request.replicas)} x "
                f"{request.accelerators_per_replica} cards ({asked}){where}")
     mixed: tuple[str, ...] = ()
     if request.allow_mixing and len(views) > 1:
         total = sum(s.room for view in views for pool in view.slots.values() for s in pool)
-        mixed = (f"combining all candidates gives room for {total} replicas in the cluster, "
+        mixed = (f"combining all candidates gives room for {_replicas(total)} in the cluster, "
                  f"and fewer{where}",)
     return Unplaceable(reasons=reasons, summary=summary, mixed_reasons=mixed)
+
+
+def _choose(views: Sequence[_CandidateView], request: GangRequest, need: int,
+            keep: Callable[[NodeState], bool] | None = None) -> _Choice | None:
+    """The first candidate (in preference order) with a choice, else a mixed one when allowed."""
+    for view in views:
+        choice = view.best(need, keep)
+        if choice is not None:
+            return choice
+    if request.allow_mixing and len(views) > 1:
+        slots = [slot for view in views for pool in view.slots.values() for slot in pool
+                 if keep is None or keep(slot.state)]
+        return _search(slots, request.replicas, need, request.required_level, "mixed")
+    return None
+
+
+def _rank(choice: _Choice) -> tuple[int, int, int]:
+    """The objective's first terms: more replicas, the preferred candidate, the narrowest level."""
+    level = Level.REGION + 1 if choice.level is None else int(max(choice.level, Level.NODE))
+    return (-_replica_count(choice), min(slot.candidate for slot, _ in choice.picks), level)
+
+
+_DOMAIN_OF: tuple[tuple[Level, Callable[[NodeState], Hashable]], ...] = (
+    (Level.NODE, lambda s: s.node.name),
+    (Level.RACK, lambda s: s.node.rack_id),
+    (Level.ZONE, lambda s: s.node.zone_id),
+    (Level.REGION, lambda s: s.node.region),
+)
+
+
+def _near(inventory: Inventory, views: Sequence[_CandidateView], request: GangRequest, need: int,
+          best: _Choice) -> _Choice:
+    """For a restarted gang: the best choice inside the narrowest domain that held all of its previous nodes,
+    when that choice is as good as ``best`` by :func:`_rank` (widening one level at a time); else ``best``."""
+    before = [state for name in sorted(request.near_nodes) if (state := inventory.state(name)) is not None]
+    if not before:
+        return best
+    for _, domain_of in _DOMAIN_OF:
+        home = {domain_of(state) for state in before}
+        if len(home) != 1:
+            continue
+        choice = _choose(views, request, need, _inside(domain_of, home.pop()))
+        if choice is not None and _rank(choice) <= _rank(best):
+            return choice
+    return best
+
+
+def _inside(domain_of: Callable[[NodeState], Hashable], target: Hashable) -> Callable[[NodeState], bool]:
+    return lambda state: domain_of(state) == target
+
+
+def _replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
 
 
 class _CandidateView:
@@ -131,6 +179,7 @@ class _CandidateView:
             candidate.min_memory_gib * _MIB_PER_GIB * _MEMORY_SLACK if candidate.min_memory_gib is not None else None
         )
         avoid = request.avoid_nodes
+        selector = request.node_selector
         problems: dict[tuple[int, ...], str | None] = {}
         fits: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
         cpu, memory = request.cpu_millis, request.memory_bytes
@@ -148,6 +197,10 @@ class _CandidateView:
             if avoid and node.name in avoid:
                 if report is not None:
                     report.avoided += 1
+                continue
+            if selector and any(node.labels.get(k) != v for k, v in selector):
+                if report is not None:
+                    report.unselected += 1
                 continue
             if min_mib is not None and (node.memory_mib is None or node.memory_mib < min_mib):
                 if report is not None:
@@ -178,12 +231,14 @@ class _CandidateView:
                 report.short_cpu_memory += 1
         return slots
 
-    def best(self, need: int) -> _Choice | None:
-        """The best choice over this candidate's pools ("then by best fit" across models)."""
+    def best(self, need: int, keep: Callable[[NodeState], bool] | None = None) -> _Choice | None:
+        """The best choice over this candidate's pools ("then by best fit" across models), among the nodes
+        ``keep`` accepts when given."""
         choices = [
             choice
             for model, slots in sorted(self.slots.items())
-            if (choice := _search(slots, self.request.replicas, need, self.request.required_level, model))
+            if (choice := _search(slots if keep is None else [s for s in slots if keep(s.state)],
+                                  self.request.replicas, need, self.request.required_level, model))
         ]
         return min(choices, key=lambda c: (-_replica_count(c), c.key), default=None)
 
@@ -208,6 +263,8 @@ class _CandidateView:
             low = f"below {candidate.min_memory_gib or 0:g} GiB per card (or of unknown memory)"
             for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
                                (report.avoided, "on the job's avoid list"),
+                               (report.unselected, "without the template's nodeSelector labels "
+                                f"({', '.join(f'{k}={v}' for k, v in request.node_selector)})"),
                                (report.low_memory, low),
                                (report.short_cpu_memory, "short of CPU or memory for one replica")):
                 if count:
@@ -249,9 +306,9 @@ def _largest(inventory: Inventory, vendor: str, model: str, slots: Sequence[_Slo
         best = max(totals, key=lambda k: (totals[k][0], totals[k][1], str(k)))
         replicas, free, cards = totals[best]
         shown.append(f"{level_name} {names[best]} has {free} of {cards} free {model} cards "
-                     f"(room for {replicas} replicas)")
+                     f"(room for {_replicas(replicas)})")
     total_room = sum(room.values())
-    lines.append("largest free: " + "; ".join(shown) + f"; cluster room for {total_room} replicas")
+    lines.append("largest free: " + "; ".join(shown) + f"; cluster room for {_replicas(total_room)}")
     return lines
 
 

@@ -53,6 +53,11 @@ class GangRequest:
     """Nodes not to use (e.g. where a replica just failed)."""
     allow_mixing: bool = False
     """Let one gang combine vendors/models when no single candidate fits."""
+    node_selector: tuple[tuple[str, str], ...] = ()
+    """Labels a node must carry: the pod template's nodeSelector (a kubelet refuses a pod bound elsewhere)."""
+    near_nodes: frozenset[str] = frozenset()
+    """Where the gang ran before a restart. Among placements as good by the objective's first two terms (as
+    many replicas, as narrow a level, same candidate), one in those nodes' narrowest common domain wins."""
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
