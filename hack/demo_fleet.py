@@ -69,7 +69,7 @@ SUBMIT_ORDER = (
     "moe-rack-local",         # needs a whole free H100 rack
     "llama3-8b-sft",
     "resnet-dcu",
-    "elastic-mixed",          # 2-card replicas: Ascend fragments first, then NVIDIA
+    "elastic-mixed",          # 24 x 2 cards in one zone: no vendor has that alone, so it mixes
     "gpt-pretrain-fallback",  # Ascend first, but no 4 whole Ascend servers are left: falls back
     "deepseek-910c",          # no 910C in this fleet: Pending with the reason
     "huge-stays-pending",     # 32768 cards in one rack: Pending with the reason

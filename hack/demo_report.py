@@ -58,6 +58,16 @@ def accelerator(job: Mapping[str, Any]) -> str:
     status = _status(job)
     if not placed(job):
         return "-"
+    if status.get("model") == "mixed":  # no one vendor: count replicas per candidate
+        spec = job.get("spec") or {}
+        candidates = spec.get("candidates") or []
+        counts: dict[str, int] = {}
+        for r in status.get("placement") or []:
+            index = r.get("candidateIndex")
+            c = candidates[index] if isinstance(index, int) and index < len(candidates) else {}
+            name = str(c.get("vendor", "?"))
+            counts[name] = counts.get(name, 0) + 1
+        return "mixed:" + "+".join(f"{name}×{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     return f"{status.get('vendor', '?')}/{status.get('model', '?')}"
 
 

@@ -21,6 +21,7 @@ from suanli.api.aitrainingjob import parse_job  # noqa: E402
 from suanli.controller.requests import gang_request  # noqa: E402
 from suanli.inventory import LINK_DOMAIN_ANNOTATION, Inventory, format_link_domains  # noqa: E402
 from suanli.placement import Placement, plan  # noqa: E402
+from suanli.topology import Level  # noqa: E402
 
 # -- fixtures ----------------------------------------------------------------------------------------------
 
@@ -127,6 +128,9 @@ def test_story_shows_a_fallback_and_pending_jobs_with_reasons() -> None:
     for name in fleet.EXPECT_PENDING:
         assert not isinstance(outcomes[name], Placement)
         assert outcomes[name].summary
+    mixed = outcomes["elastic-mixed"]
+    assert isinstance(mixed, Placement) and mixed.vendor == "mixed", "the mixing example really mixes"
+    assert {r.vendor for r in mixed.replicas} == {"huawei", "nvidia"} and mixed.span[Level.ZONE] == 1
     placed = {n for n, o in outcomes.items() if isinstance(o, Placement)}
     assert placed == set(outcomes) - set(fleet.EXPECT_PENDING)
     # The free Ascend rack goes to the first big Ascend job, packed in one rack.
@@ -171,6 +175,14 @@ def test_table_marks_fallback_and_explains_pending() -> None:
     why = text[text.index("Not placed"):]
     assert "huge: Unschedulable" in why
     assert "    - H100: asked 9 replicas\n" in why and "      largest free: node a has 8" in why
+
+
+def test_table_counts_a_mixed_gang_per_vendor() -> None:
+    mixed = job("elastic", phase="Running", candidate=0, replicas=3,
+                placement=[{**replica(i, f"n{i}", "r1"), "candidateIndex": c} for i, c in enumerate((1, 0, 1))])
+    mixed["status"] |= {"vendor": None, "model": "mixed"}
+    row = next(line for line in report.placement_table([mixed], {}).splitlines() if line.startswith("elastic"))
+    assert row.split()[2] == "mixed:nvidia×2+huawei×1"
 
 
 def test_table_of_first_choice_job_says_candidate_zero() -> None:

@@ -29,8 +29,10 @@ class FakeKube:
         self.fail_bind_at: int | None = None
         self.deleted: list[str] = []
         self.statuses: list[dict[str, Any]] = []
+        self.created: list[str] = []
 
     def create(self, ns: str, plural: str, body: dict[str, Any]) -> None:
+        self.created.append(plural)
         if plural != "pods":
             return
         key = (ns, body["metadata"]["name"])
@@ -166,3 +168,23 @@ def test_a_client_side_error_rolls_back_and_backs_off(engine: Controller) -> Non
     assert fake.pods == {} and free_cards(engine) == 32
     assert engine.kube.statuses[-1]["reason"] == "BindFailed"  # type: ignore[attr-defined]
     assert engine._held(("ns", "gang"))
+
+
+def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(engine: Controller) -> None:
+    for i in range(2):
+        engine.on_node("ADDED", node_dict(f"a{i}", 0, "r1", "z0", "region-a"))
+    body = job("elastic", replicas=6)
+    body["spec"]["allowMixedVendors"] = True
+    body["spec"]["candidates"] = [{"vendor": "nvidia", "image": "cuda"}, {"vendor": "huawei", "image": "cann"}]
+    engine.on_job("ADDED", body)
+    engine.schedule()
+    engine.drain()
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
+    placed = next(s for s in fake.statuses if s["phase"] == "Scheduling")
+    assert placed["vendor"] is None and placed["model"] == "mixed"
+    assert "4 H100 (nvidia) + 2 Ascend910B (huawei)" in placed["message"]
+    by_node = {r["node"]: r["candidateIndex"] for r in placed["placement"]}
+    assert by_node == {"n0": 0, "n1": 0, "n2": 0, "n3": 0, "a0": 1, "a1": 1}
+    images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods.values()}
+    assert images == {n: ("cuda" if n.startswith("n") else "cann") for n in by_node}
+    assert fake.statuses[-1]["phase"] == "Running" and "configmaps" not in fake.created, "no HCCL table for a mix"

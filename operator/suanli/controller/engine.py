@@ -278,7 +278,8 @@ class Controller:
             self._metered[key] = now
             status, spec = job.get("status") or {}, job.get("spec") or {}
             cards = len(status.get("placement") or []) * int(spec.get("acceleratorsPerReplica", 0))
-            self.metrics.meter(key[0], str(status.get("vendor")), str(status.get("model")), cards * (now - since))
+            vendor = str(status.get("vendor") or "mixed")
+            self.metrics.meter(key[0], vendor, str(status.get("model")), cards * (now - since))
 
     # -- placed and finished jobs ------------------------------------------------------------------
 
@@ -485,26 +486,28 @@ class Controller:
                 )
                 self._write(job, status, ("Warning", "Unschedulable", outcome.summary))
             return
+        mixed = outcome.vendor == "mixed"
         status = transition(
             job,
             job.status,
             JobPhase.SCHEDULING,
             "Placed",
-            f"placed {len(outcome.replicas)} replicas on {outcome.model} ({outcome.vendor}) across "
+            f"placed {len(outcome.replicas)} replicas on {_what(outcome)} across "
             f"{outcome.span.get(Level.RACK, 0)} rack(s), {outcome.span.get(Level.ZONE, 0)} zone(s) "
             f"in {1000 * (time.monotonic() - t0):.1f} ms",
             now,
             [(JobConditionType.PLACED, True)],
         ).model_copy(
             update={
-                "vendor": Vendor(outcome.vendor),
+                # A mixed gang has no one vendor: status.model says "mixed", each replica its candidate.
+                "vendor": None if mixed else Vendor(outcome.vendor),
                 "model": outcome.model,
                 "candidate_index": outcome.candidate_index,
                 "placement": [
                     StatusReplica(
                         replica=r.index,
                         node=r.node,
-                        candidate_index=outcome.candidate_index,
+                        candidate_index=_candidate_of(job, r.vendor, r.model, outcome.candidate_index),
                         link_domain=format_link_domains(r.link_domains) or None,
                         rack=r.domains.get(Level.RACK) or None,
                         zone=r.domains.get(Level.ZONE) or None,
@@ -524,10 +527,11 @@ class Controller:
 
     def _slots(self, job: AITrainingJob) -> list[GangSlot]:
         """The gang's slots from the plan recorded in its status (used when resuming)."""
-        index = job.status.candidate_index or 0
-        candidate = job.spec.candidates[min(index, len(job.spec.candidates) - 1)]
         out = []
+        last = len(job.spec.candidates) - 1
         for r in job.status.placement:
+            index = r.candidate_index if r.candidate_index is not None else job.status.candidate_index or 0
+            candidate = job.spec.candidates[min(index, last)]
             node = self.inventory.get(r.node)
             resource = node.resource if node else VENDOR_BY_NAME[candidate.vendor].resources[0]
             out.append(
@@ -546,14 +550,7 @@ class Controller:
     def _slots_from(self, job: AITrainingJob, placement: Placement) -> list[GangSlot]:
         slots = []
         for r in placement.replicas:
-            candidate = next(
-                (
-                    c
-                    for c in job.spec.candidates
-                    if c.vendor == r.vendor and (c.model is None or model_matches(c.vendor, c.model, r.model))
-                ),
-                job.spec.candidates[placement.candidate_index],
-            )
+            candidate = job.spec.candidates[_candidate_of(job, r.vendor, r.model, placement.candidate_index)]
             node = self.inventory.get(r.node)
             domains = format_link_domains(r.link_domains) or None
             slots.append(
@@ -600,7 +597,8 @@ class Controller:
         ns = str(job.metadata["namespace"])
         try:
             _ignore(409, lambda: self.kube.create(ns, "services", build_service(job)))
-            if slots and VENDOR_BY_NAME[slots[0].vendor].needs_rank_table:
+            # The HCCL rank table is for all-Ascend gangs; a mixed gang's framework bridges the collectives.
+            if slots and all(VENDOR_BY_NAME[s.vendor].needs_rank_table for s in slots):
                 cm = build_rank_table_config_map(job, slots, {})
                 try:
                     self.kube.create(ns, "configmaps", cm)
@@ -653,7 +651,7 @@ class Controller:
                 self._retry_at.pop((ns, job.name), None)
             span = job.status.span
             self.metrics.gang_bound(
-                str(job.status.vendor),
+                str(job.status.vendor or "mixed"),
                 (now - _waiting_since(job)).total_seconds(),
                 {"rack": span.racks, "zone": span.zones, "region": span.regions} if span else {},
             )
@@ -761,6 +759,24 @@ def _waiting_since(job: AITrainingJob) -> datetime:
         return datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return api_now()
+
+
+def _candidate_of(job: AITrainingJob, vendor: str, model: str, default: int) -> int:
+    """Index of the first candidate that accepts `vendor`/`model` (a mixed gang's replicas differ)."""
+    for i, c in enumerate(job.spec.candidates):
+        if c.vendor == vendor and (c.model is None or model_matches(c.vendor, c.model, model)):
+            return i
+    return default
+
+
+def _what(placement: Placement) -> str:
+    """`H100 (nvidia)`, or for a mixed gang `21 H100 (nvidia) + 3 Ascend910B (huawei)`."""
+    if placement.vendor != "mixed":
+        return f"{placement.model} ({placement.vendor})"
+    counts: dict[tuple[str, str], int] = {}
+    for r in placement.replicas:
+        counts[(r.model, r.vendor)] = counts.get((r.model, r.vendor), 0) + 1
+    return " + ".join(f"{n} {model} ({vendor})" for (model, vendor), n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _first_device(link_domains: tuple[int, ...], chosen: str | None) -> int:
