@@ -67,7 +67,7 @@ def accelerator(job: Mapping[str, Any]) -> str:
             c = candidates[index] if isinstance(index, int) and index < len(candidates) else {}
             name = str(c.get("vendor", "?"))
             counts[name] = counts.get(name, 0) + 1
-        return "mixed:" + "+".join(f"{name}×{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return "mixed(" + ",".join(f"{name}={n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ")"
     return f"{status.get('vendor', '?')}/{status.get('model', '?')}"
 
 

@@ -159,6 +159,13 @@ def _restart_or_fail(
     return Decision(new, delete_pods=doomed, events=[("Warning", "Failed", why)])
 
 
+def preempt(job: AITrainingJob, pods: Sequence[Mapping[str, Any]], by: str, now: datetime) -> Decision:
+    """A higher-priority gang (`by`) needs this running gang's accelerators: restart it (re-queued behind
+    that gang by priority) if failurePolicy allows a Preempted restart, else fail it; its pods go now."""
+    gang = [p for p in pods if generation_of(p) == job.status.restarts]
+    return _restart_or_fail(job, job.status, RestartEvent.PREEMPTED, f"preempted by {by}", [], gang, now)
+
+
 def advance(
     job: AITrainingJob,
     pods: Sequence[Mapping[str, Any]],

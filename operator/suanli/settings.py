@@ -26,6 +26,9 @@ class OperatorSettings:
     `<peering>-engine` (namespace POD_NAMESPACE) and only the holder plans and binds."""
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off (tests run several operators at once)."""
+    preemption: bool = True
+    """Let a higher-priority job that cannot fit restart lower-priority running gangs (Volcano and Kueue
+    preempt by default too); off, priority only orders the queue."""
     request_timeout_seconds: float = 30.0
     """Per API request; a hung connection must not stall the scheduler forever."""
     inventory: InventorySettings = field(default_factory=InventorySettings)
@@ -39,4 +42,17 @@ class OperatorSettings:
             bind_workers=int(os.environ.get("SUANLI_BIND_WORKERS", cls.bind_workers)),
             metrics_port=int(os.environ.get("SUANLI_METRICS_PORT", cls.metrics_port)),
             peering=os.environ.get("SUANLI_PEERING") or None,
+            preemption=_flag(os.environ.get("SUANLI_PREEMPTION"), cls.preemption),
         )
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    """`true`/`false` (also 1/0, yes/no, on/off); anything else is an error that names the variable."""
+    if value is None or value == "":
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"SUANLI_PREEMPTION={value!r}: use true or false")

@@ -153,6 +153,22 @@ def test_unfittable_job_waits_with_reason_then_starts_when_capacity_frees(
     wait_for(lambda: phase(api_client, namespace, "waiter") in ("Running", "Succeeded"), 60, what="waiter to start")
 
 
+def test_higher_priority_job_preempts_a_lower_priority_gang(
+    api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
+) -> None:
+    create_job(api_client, namespace, job_manifest("batch", ["hygon"], replicas=8, simulate=None, priority=-5))
+    wait_for(lambda: phase(api_client, namespace, "batch") == "Running", 30, what="batch Running")
+    create_job(api_client, namespace, job_manifest("urgent", ["hygon"], replicas=2, simulate=None, priority=100))
+    wait_for(lambda: phase(api_client, namespace, "urgent") == "Running", 60, what="urgent to preempt and run")
+    batch = get_job(api_client, namespace, "batch")["status"]
+    assert batch["restarts"] == 1 and batch["phase"] in ("Restarting", "Pending")
+    assert any(c["type"] == "Restarting" and c["reason"] == "Preempted" for c in batch["conditions"])
+    live = [p for p in job_pods(core, namespace, "batch") if p.metadata.deletion_timestamp is None]
+    assert live == [], "the whole victim gang went, not just the cards the urgent job needed"
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=urgent").items
+    assert any(e.reason == "Preempting" and "batch" in (e.message or "") for e in events)
+
+
 def test_competing_gangs_never_hold_partial_allocations(
     api_client: client.ApiClient, core: client.CoreV1Api, namespace: str, fleet: list[str]
 ) -> None:

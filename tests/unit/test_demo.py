@@ -182,7 +182,7 @@ def test_table_counts_a_mixed_gang_per_vendor() -> None:
                 placement=[{**replica(i, f"n{i}", "r1"), "candidateIndex": c} for i, c in enumerate((1, 0, 1))])
     mixed["status"] |= {"vendor": None, "model": "mixed"}
     row = next(line for line in report.placement_table([mixed], {}).splitlines() if line.startswith("elastic"))
-    assert row.split()[2] == "mixed:nvidia×2+huawei×1"
+    assert row.split()[2] == "mixed(nvidia=2,huawei=1)"
 
 
 def test_table_of_first_choice_job_says_candidate_zero() -> None:

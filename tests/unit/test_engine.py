@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from suanli.controller.engine import Controller
+from suanli.settings import OperatorSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from fleet import node_dict
@@ -188,3 +189,51 @@ def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(en
     images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods.values()}
     assert images == {n: ("cuda" if n.startswith("n") else "cann") for n in by_node}
     assert fake.statuses[-1]["phase"] == "Running" and "configmaps" not in fake.created, "no HCCL table for a mix"
+
+
+def _feed_pods(engine: Controller) -> None:
+    """What the pod watch would report after the fake API server took the creates and binds."""
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
+    for body in fake.pods.values():
+        engine.on_pod("MODIFIED", {**body, "status": {"phase": "Running"}})
+
+
+def test_a_higher_priority_gang_preempts_the_lowest_whole_gang_and_then_runs(engine: Controller) -> None:
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
+    engine.on_job("ADDED", job("low", replicas=2))
+    engine.on_job("ADDED", {**job("mid", replicas=2), "spec": {**job()["spec"], "replicas": 2, "priority": 5}})
+    engine.schedule()
+    engine.drain()
+    _feed_pods(engine)
+    urgent = job("urgent", replicas=2)
+    urgent["spec"]["priority"] = 10
+    engine.on_job("ADDED", urgent)
+    engine.schedule()
+    engine.drain()
+    assert sorted(fake.deleted) == ["low-g0-0", "low-g0-1"], "only the lowest-priority gang, whole"
+    low = next(s for s in fake.statuses if s.get("reason") == "Preempted")
+    assert low["phase"] == "Restarting" and "preempted by ns/urgent (priority 10)" in low["message"]
+    waiting = fake.statuses[-1]
+    assert waiting["phase"] == "Pending" and waiting["reason"] == "Preempting" and "ns/low" in waiting["message"]
+    engine.schedule()
+    assert sorted(fake.deleted) == ["low-g0-0", "low-g0-1"], "no second round while the victims' pods go"
+    for name in fake.deleted:
+        engine.on_pod("DELETED", {"metadata": {"name": name, "namespace": "ns", "labels": {}}})
+    engine.schedule()
+    engine.drain()
+    assert {n.split("-g")[0] for (_, n) in fake.pods} == {"mid", "urgent"}
+    assert engine.metrics.restarts.labels("ns", "Preempted")._value.get() == 1
+
+
+def test_preemption_can_be_turned_off(engine: Controller) -> None:
+    engine.settings = OperatorSettings(preemption=False)
+    engine.on_job("ADDED", job("low", replicas=4))
+    engine.schedule()
+    engine.drain()
+    _feed_pods(engine)
+    urgent = job("urgent", replicas=1)
+    urgent["spec"]["priority"] = 10
+    engine.on_job("ADDED", urgent)
+    engine.schedule()
+    fake: FakeKube = engine.kube  # type: ignore[assignment]
+    assert fake.deleted == [] and fake.statuses[-1]["reason"] == "Unschedulable"

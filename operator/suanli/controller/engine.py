@@ -24,16 +24,16 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api import Vendor
-from ..api.aitrainingjob import PLURAL, AITrainingJob, AITrainingJobStatus, JobConditionType, JobPhase
+from ..api.aitrainingjob import PLURAL, PRIORITY_MIN, AITrainingJob, AITrainingJobStatus, JobConditionType, JobPhase
 from ..api.aitrainingjob import ReplicaPlacement as StatusReplica
 from ..api.aitrainingjob import Span as StatusSpan
 from ..api.base import GROUP, VERSION
 from ..api.base import now as api_now
 from ..inventory import Inventory, format_link_domains
 from ..inventory.models import VENDOR_BY_NAME, model_matches
-from ..lifecycle import Decision, NodeVerdict, advance, transition
+from ..lifecycle import Decision, NodeVerdict, advance, preempt, transition
 from ..metrics import Metrics, StateCollector
-from ..placement import Placement, Unplaceable, plan
+from ..placement import GangRequest, Placement, RunningGang, Unplaceable, choose_victims, plan
 from ..render import GangSlot, build_pod, build_rank_table_config_map, build_service, pod_name, spec_hash
 from ..render.gang import JOB_LABEL, PLANNED_NODE_ANNOTATION, rank_table_name
 from ..settings import OperatorSettings
@@ -48,6 +48,8 @@ T = TypeVar("T")
 JobKey = tuple[str, str]
 UNFINISHED = (None, JobPhase.PENDING, JobPhase.SCHEDULING, JobPhase.RUNNING, JobPhase.RESTARTING)
 WAITING = (None, JobPhase.PENDING, JobPhase.RESTARTING)
+PREEMPTION_GRACE_S = 60.0
+"""How long a preempting gang waits for its victims' pods to go before it may choose victims again."""
 
 
 def _key(obj: Mapping[str, Any]) -> JobKey:
@@ -96,6 +98,8 @@ class Controller:
         self._failures: dict[JobKey, int] = {}
         self._retry_at: dict[JobKey, float] = {}
         """Back-off of jobs whose gang failed to bind (monotonic time before which they are not retried)."""
+        self._preempting: dict[JobKey, tuple[float, frozenset[tuple[str, str]]]] = {}
+        """Per preempting job: until when, and which pods, it waits on before choosing victims again."""
         self._inflight: set[JobKey] = set()
         """Jobs whose gang a worker is persisting and binding right now."""
         self._jobs: dict[JobKey, dict[str, Any]] = {}
@@ -477,6 +481,8 @@ class Controller:
         now = self.clock()
         if isinstance(outcome, Unplaceable):
             self._tried[key] = generation
+            if self.settings.preemption and job.spec.priority > PRIORITY_MIN and self._preempt(key, job, request):
+                return
             message = outcome.summary + "".join(
                 f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False)
             )
@@ -524,6 +530,57 @@ class Controller:
             }
         )
         self._dispatch(key, job, slots, status)
+
+    def _preempt(self, key: JobKey, job: AITrainingJob, request: GangRequest) -> bool:
+        """Restart lower-priority running gangs so this one fits; True while it waits on such victims."""
+        now = time.monotonic()
+        with self._lock:
+            deadline, pods = self._preempting.get(key, (0.0, frozenset()))
+            if now < deadline and any(self.inventory.holds(p) for p in pods):
+                return True  # the victims' pods are still going: do not pick more
+            victims = choose_victims(self.inventory, request, job.spec.priority, self._running_gangs(key))
+            if victims is None:
+                self._preempting.pop(key, None)
+                return False
+            keys = [_split(v.key) for v in victims]
+            self._preempting[key] = (now + PREEMPTION_GRACE_S, frozenset(p for v in victims for p in v.pods))
+            self._inflight.update(keys)
+            self._tried.pop(key, None)  # re-plan as soon as the victims' pods are gone
+        by = f"{job.namespace}/{job.name} (priority {job.spec.priority})"
+        try:
+            for victim_key in keys:
+                victim = self._parse(victim_key)
+                if victim is None:
+                    continue
+                with self._lock:
+                    victim_pods = list(self._pods.get(victim_key, {}).values())
+                log.info("preempting %s/%s for %s", *victim_key, by)
+                self._apply(victim, preempt(victim, victim_pods, by, self.clock()))
+        finally:
+            with self._lock:
+                self._inflight.difference_update(keys)
+        names = ", ".join(v.key for v in victims)
+        message = f"preempting {len(victims)} lower-priority gang(s) to make room: {names}"
+        status = transition(job, job.status, JobPhase.PENDING, "Preempting", message, self.clock(),
+                            [(JobConditionType.PLACED, False)])
+        self._write(job, status, ("Normal", "Preempting", message))
+        return True
+
+    def _running_gangs(self, exclude: JobKey) -> list[RunningGang]:
+        """Running gangs that preemption may restart (caller holds the lock)."""
+        out = []
+        for key, raw in self._jobs.items():
+            status, spec = raw.get("status") or {}, raw.get("spec") or {}
+            if key == exclude or key in self._inflight or status.get("phase") != JobPhase.RUNNING:
+                continue
+            out.append(RunningGang(
+                key=f"{key[0]}/{key[1]}",
+                priority=int(spec.get("priority", 0)),
+                started=str(status.get("startTime") or ""),
+                pods=tuple((key[0], name) for name in self._pods.get(key, {})),
+                cards=len(status.get("placement") or []) * int(spec.get("acceleratorsPerReplica", 0)),
+            ))
+        return out
 
     def _slots(self, job: AITrainingJob) -> list[GangSlot]:
         """The gang's slots from the plan recorded in its status (used when resuming)."""
@@ -759,6 +816,11 @@ def _waiting_since(job: AITrainingJob) -> datetime:
         return datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return api_now()
+
+
+def _split(key: str) -> JobKey:
+    ns, _, name = key.partition("/")
+    return (ns, name)
 
 
 def _candidate_of(job: AITrainingJob, vendor: str, model: str, default: int) -> int:

@@ -7,7 +7,8 @@ Nodes are also indexed by (vendor, model) pool so the planner reads only the poo
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,29 @@ class Inventory:
         if old is not None:
             self._unbind(old)
             self._refresh(old.node, None)
+
+    @contextmanager
+    def without_pods(self, keys: Iterable[PodKey]) -> Iterator[None]:
+        """What-if (preemption): inside the block these pods hold nothing; afterwards everything, the
+        generation included, is exactly as before."""
+        generation = self.generation
+        removed = [usage for key in dict.fromkeys(keys) if (usage := self._pods.get(key)) is not None]
+        for usage in removed:
+            self._unbind(usage)
+        touched = [usage.node for usage in removed]
+        self._refresh(*touched)
+        try:
+            yield
+        finally:
+            for usage in removed:
+                self._pods[usage.key] = usage
+                self._by_node.setdefault(usage.node, {})[usage.key] = usage
+            self._refresh(*touched)
+            self.generation = generation
+
+    def holds(self, key: PodKey) -> bool:
+        """Whether this pod is counted as holding capacity (bound or reserved, not finished)."""
+        return key in self._pods
 
     # -- queries ------------------------------------------------------------------------------------
 

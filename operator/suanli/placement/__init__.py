@@ -20,6 +20,7 @@ annotation) to ``Inventory.upsert_pod``; the planner never mutates the inventory
 """
 
 from suanli.placement.planner import EXACT_ZONE_SEARCH, plan
+from suanli.placement.preemption import RunningGang, choose_victims
 from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Unplaceable
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "GangRequest",
     "Placement",
     "ReplicaPlacement",
+    "RunningGang",
     "Unplaceable",
+    "choose_victims",
     "plan",
 ]
