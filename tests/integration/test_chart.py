@@ -128,6 +128,13 @@ def test_a_values_typo_fails_with_the_key_named(helm: Helm) -> None:
         assert "additional properties" in proc.stderr and f"'{key}'" in proc.stderr, proc.stderr
 
 
+def test_a_too_old_cluster_is_refused_by_name(helm: Helm) -> None:
+    proc = helm("template", "rel", str(CHART), "--kube-version", "1.30.9", check=False)
+    assert proc.returncode != 0 and "kubeVersion" in proc.stderr and ">=1.31.0-0" in proc.stderr, proc.stderr
+    for vendor_build in ("1.31.1-h0.4", "1.36.3"):  # pre-release-suffixed vendor builds count
+        assert helm("template", "rel", str(CHART), "--kube-version", vendor_build, check=False).returncode == 0
+
+
 def test_wrongly_typed_values_fail(helm: Helm) -> None:
     for bad in (["--set", "operator.replicas=two"], ["--set", "image.digest=latest"],
                 ["--set", "image.pullPolicy=Sometimes"], ["--set", "metrics.port=70000"]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .conftest import Kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_node(
@@ -23,6 +27,14 @@ def fake_node(
         "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
         "status": {"allocatable": resources, "capacity": resources},
     }
+
+
+def test_the_api_server_reports_the_pinned_kubernetes_version(api_client: client.ApiClient) -> None:
+    pinned = re.search(r"^require k8s.io/kubernetes (v[0-9.]+)$", (ROOT / "hack/tools/k8s/go.mod").read_text(), re.M)
+    assert pinned is not None
+    info = client.VersionApi(api_client).get_code()
+    assert info.git_version == pinned.group(1), "hack/build-tools stamps the version (Helm checks kubeVersion)"
+    assert (info.major, info.minor) == tuple(pinned.group(1)[1:].split(".")[:2])
 
 
 def test_rbac_is_enforced(api_client: client.ApiClient, namespace: str, cluster: Any) -> None:
