@@ -65,14 +65,14 @@ def engine() -> Controller:
     return controller
 
 
-def job(name: str = "gang", replicas: int = 4) -> dict[str, Any]:
+def job(name: str = "gang", replicas: int = 4, priority: int = 0) -> dict[str, Any]:
     return {
         "apiVersion": "suanli.io/v1alpha1",
         "kind": "AITrainingJob",
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
                      "creationTimestamp": "2026-11-25T12:00:00Z"},
         "spec": {"replicas": replicas, "acceleratorsPerReplica": 8,
-                 "candidates": [{"vendor": "nvidia", "model": "H100", "image": "img"}]},
+                 "candidates": [{"vendor": "nvidia", "model": "H100", "image": "img"}], "priority": priority},
         "status": {"phase": "Pending"},
     }
 
@@ -145,8 +145,7 @@ def test_unready_node_is_not_used_and_its_gang_is_judged_lost(engine: Controller
 
 def test_higher_priority_gang_goes_first_when_only_one_fits(engine: Controller) -> None:
     low = job("low", replicas=3)
-    high = job("high", replicas=3)
-    high["spec"]["priority"] = 10
+    high = job("high", replicas=3, priority=10)
     high["metadata"]["creationTimestamp"] = "2026-11-25T12:05:00Z"  # newer, yet first
     engine.on_job("ADDED", low)
     engine.on_job("ADDED", high)
@@ -191,25 +190,21 @@ def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(en
     assert fake.statuses[-1]["phase"] == "Running" and "configmaps" not in fake.created, "no HCCL table for a mix"
 
 
-def _feed_pods(engine: Controller) -> None:
-    """What the pod watch would report after the fake API server took the creates and binds."""
+def _run(engine: Controller, *jobs: dict[str, Any]) -> FakeKube:
+    """Submit `jobs`, bind what fits, and report the pods back as the pod watch would."""
+    for body in jobs:
+        engine.on_job("ADDED", body)
+    engine.schedule()
+    engine.drain()
     fake: FakeKube = engine.kube  # type: ignore[assignment]
-    for body in fake.pods.values():
-        engine.on_pod("MODIFIED", {**body, "status": {"phase": "Running"}})
+    for pod in fake.pods.values():
+        engine.on_pod("MODIFIED", {**pod, "status": {"phase": "Running"}})
+    return fake
 
 
 def test_a_higher_priority_gang_preempts_the_lowest_whole_gang_and_then_runs(engine: Controller) -> None:
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    engine.on_job("ADDED", job("low", replicas=2))
-    engine.on_job("ADDED", {**job("mid", replicas=2), "spec": {**job()["spec"], "replicas": 2, "priority": 5}})
-    engine.schedule()
-    engine.drain()
-    _feed_pods(engine)
-    urgent = job("urgent", replicas=2)
-    urgent["spec"]["priority"] = 10
-    engine.on_job("ADDED", urgent)
-    engine.schedule()
-    engine.drain()
+    _run(engine, job("low", replicas=2), job("mid", replicas=2, priority=5))
+    fake = _run(engine, job("urgent", replicas=2, priority=10))
     assert sorted(fake.deleted) == ["low-g0-0", "low-g0-1"], "only the lowest-priority gang, whole"
     low = next(s for s in fake.statuses if s.get("reason") == "Preempted")
     assert low["phase"] == "Restarting" and "preempted by ns/urgent (priority 10)" in low["message"]
@@ -227,13 +222,6 @@ def test_a_higher_priority_gang_preempts_the_lowest_whole_gang_and_then_runs(eng
 
 def test_preemption_can_be_turned_off(engine: Controller) -> None:
     engine.settings = OperatorSettings(preemption=False)
-    engine.on_job("ADDED", job("low", replicas=4))
-    engine.schedule()
-    engine.drain()
-    _feed_pods(engine)
-    urgent = job("urgent", replicas=1)
-    urgent["spec"]["priority"] = 10
-    engine.on_job("ADDED", urgent)
-    engine.schedule()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
+    _run(engine, job("low", replicas=4))
+    fake = _run(engine, job("urgent", replicas=1, priority=10))
     assert fake.deleted == [] and fake.statuses[-1]["reason"] == "Unschedulable"
