@@ -233,24 +233,30 @@ def test_zone_and_region_old_and_new_keys_and_custom_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "reason"),
+    ("spec", "reason", "taints"),
     [
-        ({"unschedulable": True}, "cordoned"),
+        ({"unschedulable": True}, "cordoned", ()),
         (
             {"taints": [{"key": "maintenance", "value": "yes", "effect": "NoSchedule"}]},
-            "tainted maintenance=yes:NoSchedule",
+            "",
+            (("maintenance", "yes", "NoSchedule"),),
         ),
-        ({"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}, "tainted"),
-        ({"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}, ""),
-        ({"taints": [{"key": "maintenance", "effect": "PreferNoSchedule"}]}, ""),
+        (
+            {"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]},
+            "",
+            (("node.kubernetes.io/unreachable", "", "NoExecute"),),
+        ),
+        ({"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}, "", ()),
+        ({"taints": [{"key": "maintenance", "effect": "PreferNoSchedule"}]}, "", ()),
     ],
 )
-def test_cordons_and_taints(spec: dict[str, Any], reason: str) -> None:
+def test_cordons_and_taints(spec: dict[str, Any], reason: str, taints: tuple[tuple[str, str, str], ...]) -> None:
+    """Cordoned or NotReady nodes are out for everyone; blocking taints are recorded for the job's tolerations."""
     item = node("n1", GFD_H100, {"nvidia.com/gpu": "8"})
     item["spec"].update(spec)
     found = discovered(item)
-    assert found.schedulable is (reason == "")
-    assert found.why_unschedulable.startswith(reason)
+    assert found.schedulable is (reason == "") and found.why_unschedulable == reason
+    assert found.taints == taints
 
 
 def test_not_ready_and_configurable_tolerations() -> None:
@@ -264,9 +270,9 @@ def test_not_ready_and_configurable_tolerations() -> None:
         {"nvidia.com/gpu": "8"},
         taints=[{"key": "dedicated", "value": "training", "effect": "NoSchedule"}],
     )
-    assert not discovered(tainted).schedulable
+    assert discovered(tainted).taints == (("dedicated", "training", "NoSchedule"),)
     settings = InventorySettings(tolerated_taints=frozenset({"dedicated"}))
-    assert discovered(tainted, settings).schedulable
+    assert discovered(tainted, settings).taints == (), "taints the operator is told to tolerate are not recorded"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from suanli.inventory import Inventory
-from suanli.placement import Candidate, GangRequest, Placement, Unplaceable, plan
+from suanli.placement import Candidate, GangRequest, Placement, Toleration, Unplaceable, plan
 from suanli.topology import Level
 from tests.unit.placement_helpers import gang, inventory_of, node, pod, vendor_node
 
@@ -185,7 +185,7 @@ def test_memory_cpu_avoid_and_cordon_filters_are_explained() -> None:
         candidates=(Candidate("huawei", "Ascend910B", min_memory_gib=32),),
     )
     text = "\n".join(refused(inventory, request).reasons[0])
-    assert "1 of 3 Ascend910B nodes are cordoned, tainted or not Ready" in text
+    assert "1 of 3 Ascend910B nodes are cordoned or not Ready" in text
     assert "1 of 3 Ascend910B nodes are on the job's avoid list" in text
     assert "1 of 3 Ascend910B nodes are short of CPU or memory" in text
     high_memory = gang(1, 8, candidates=(Candidate("huawei", "Ascend910B", min_memory_gib=96),))
@@ -335,3 +335,28 @@ def test_node_selector_is_honoured_and_explained() -> None:
     inventory.upsert_pod(busy("ib-0", 8))
     text = "\n".join(refused(inventory, request).reasons[0])
     assert "2 of 3 Ascend910B nodes are without the template's nodeSelector labels (network=infiniband)" in text
+
+
+def test_tainted_nodes_take_only_jobs_that_tolerate_every_taint() -> None:
+    def tainted(name: str, *taints: tuple[str, str, str]) -> dict[str, object]:
+        item = vendor_node(name, rack="r1")
+        item["spec"]["taints"] = [{"key": k, "value": v, "effect": e} for k, v, e in taints]
+        return item
+
+    inventory = inventory_of(
+        tainted("pool-0", ("dedicated", "training", "NoSchedule")),
+        tainted("pool-1", ("dedicated", "training", "NoSchedule"), ("gpu-burn", "", "NoExecute")),
+        tainted("maint", ("maintenance", "yes", "NoSchedule")),
+    )
+    text = "\n".join(refused(inventory, gang(1)).reasons[0])
+    assert "3 of 3 Ascend910B nodes are tainted (dedicated=training:NoSchedule, gpu-burn:NoExecute, " \
+           "maintenance=yes:NoSchedule) without a matching toleration in the template" in text
+    equal = Toleration("dedicated", value="training", effect="NoSchedule")
+    assert placed(inventory, gang(1, tolerations=(equal,))).replicas[0].node == "pool-0"
+    assert isinstance(plan(inventory, gang(2, tolerations=(equal,))), Unplaceable), "pool-1's NoExecute taint"
+    every_key = Toleration("dedicated", exists=True)
+    both = (every_key, Toleration("gpu-burn", exists=True, effect="NoExecute"))
+    assert {r.node for r in placed(inventory, gang(2, tolerations=both)).replicas} == {"pool-0", "pool-1"}
+    wrong_effect = Toleration("dedicated", value="training", effect="NoExecute")
+    assert isinstance(plan(inventory, gang(1, tolerations=(wrong_effect,))), Unplaceable)
+    assert len(placed(inventory, gang(3, tolerations=(Toleration(exists=True),))).replicas) == 3, "tolerate all"

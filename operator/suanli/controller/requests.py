@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..api.aitrainingjob import AITrainingJob
 from ..inventory.quantity import bytes_of, cpu_millis
-from ..placement import Candidate, GangRequest
+from ..placement import Candidate, GangRequest, Toleration
 from ..topology import Level
 
 
@@ -27,5 +27,9 @@ def gang_request(job: AITrainingJob) -> GangRequest:
         avoid_nodes=frozenset(job.status.bad_nodes),
         allow_mixing=spec.allow_mixed_vendors,
         node_selector=tuple(sorted(spec.template.node_selector.items())),
+        tolerations=tuple(
+            Toleration(t.key or "", t.operator.value == "Exists", t.value or "", t.effect.value if t.effect else "")
+            for t in spec.template.tolerations
+        ),
         near_nodes=frozenset(job.status.previous_nodes),
     )

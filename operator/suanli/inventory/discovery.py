@@ -14,7 +14,7 @@ from typing import Any
 
 from suanli.inventory import labels as L
 from suanli.inventory.models import VENDOR_BY_NAME, VENDORS, VendorProfile, canonical_model, family_of
-from suanli.inventory.node import AcceleratorNode, SkippedNode
+from suanli.inventory.node import AcceleratorNode, SkippedNode, Taint
 from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis, parse_quantity
 from suanli.inventory.settings import InventorySettings
 
@@ -127,6 +127,7 @@ def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -
         memory_bytes=memory,
         schedulable=not (why := _why_unschedulable(spec, status, settings)),
         why_unschedulable=why,
+        taints=_blocking_taints(spec, settings),
         membw_gbs=_float_label(node_labels, L.MEMBW_GBS),
         fma_tflops=_float_label(node_labels, L.FMA_TFLOPS),
         labels=node_labels,
@@ -260,8 +261,12 @@ def _why_unschedulable(
         ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
         if ready is not None and ready.get("status") != "True":
             return "not Ready"
-    for taint in spec.get("taints") or ():
-        if taint.get("effect") in _BLOCKING_EFFECTS and taint.get("key") not in settings.tolerated_taints:
-            value = f"={taint['value']}" if taint.get("value") else ""
-            return f"tainted {taint.get('key')}{value}:{taint.get('effect')}"
     return ""
+
+
+def _blocking_taints(spec: Mapping[str, Any], settings: InventorySettings) -> tuple[Taint, ...]:
+    return tuple(
+        (str(t.get("key") or ""), str(t.get("value") or ""), str(t["effect"]))
+        for t in spec.get("taints") or ()
+        if t.get("effect") in _BLOCKING_EFFECTS and t.get("key") not in settings.tolerated_taints
+    )

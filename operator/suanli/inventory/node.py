@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 
 from suanli.topology import Level
 
+Taint = tuple[str, str, str]
+"""(key, value, effect) of a node taint; value ``""`` when the taint has none."""
+
+
+def describe_taint(taint: Taint) -> str:
+    key, value, effect = taint
+    return f"{key}{'=' + value if value else ''}:{effect}"
+
 
 @dataclass(frozen=True, slots=True)
 class AcceleratorNode:
@@ -36,10 +44,13 @@ class AcceleratorNode:
     """Allocatable CPU (millicores) and memory (bytes)."""
     schedulable: bool
     why_unschedulable: str
-    """Empty when schedulable; else ``cordoned``, ``not Ready`` or the taint that keeps our pods off."""
+    """Empty when schedulable; else ``cordoned`` or ``not Ready``."""
     membw_gbs: float | None = None
     fma_tflops: float | None = None
     """Throughput our agent measured, when it did."""
+    taints: tuple[Taint, ...] = ()
+    """NoSchedule/NoExecute taints the operator does not tolerate by itself (InventorySettings.tolerated_taints):
+    only a job whose template tolerates every one of them may use the node."""
     labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     """All of the node's labels, for the template's nodeSelector (changes are seen by the inventory's
     fingerprint, so they are left out of equality)."""

@@ -21,7 +21,7 @@ annotation) to ``Inventory.upsert_pod``; the planner never mutates the inventory
 
 from suanli.placement.planner import EXACT_ZONE_SEARCH, plan
 from suanli.placement.preemption import RunningGang, choose_victims
-from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Unplaceable
+from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Toleration, Unplaceable
 
 __all__ = [
     "EXACT_ZONE_SEARCH",
@@ -30,6 +30,7 @@ __all__ = [
     "Placement",
     "ReplicaPlacement",
     "RunningGang",
+    "Toleration",
     "Unplaceable",
     "choose_victims",
     "plan",

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import TypeVar
 
 from suanli.inventory import Inventory, NodeState, family_of
 from suanli.inventory.models import model_matches
+from suanli.inventory.node import describe_taint
 from suanli.placement.request import Candidate, GangRequest, Placement, ReplicaPlacement, Unplaceable
 from suanli.placement.rules import replicas_fitting, shape_problem, take_domains
 from suanli.topology import Level
@@ -73,6 +74,8 @@ class _PoolReport:
     unschedulable: int = 0
     avoided: int = 0
     unselected: int = 0
+    untolerated: int = 0
+    taints: set[str] = field(default_factory=set)
     low_memory: int = 0
     short_cpu_memory: int = 0
     shape: str | None = None
@@ -180,6 +183,7 @@ class _CandidateView:
         )
         avoid = request.avoid_nodes
         selector = request.node_selector
+        tolerations = request.tolerations
         problems: dict[tuple[int, ...], str | None] = {}
         fits: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
         cpu, memory = request.cpu_millis, request.memory_bytes
@@ -197,6 +201,11 @@ class _CandidateView:
             if avoid and node.name in avoid:
                 if report is not None:
                     report.avoided += 1
+                continue
+            if node.taints and not all(any(t.tolerates(taint) for t in tolerations) for taint in node.taints):
+                if report is not None:
+                    report.untolerated += 1
+                    report.taints.update(describe_taint(taint) for taint in node.taints)
                 continue
             if selector and any(node.labels.get(k) != v for k, v in selector):
                 if report is not None:
@@ -247,7 +256,7 @@ class _CandidateView:
         what = candidate.describe()
         memory = f", >= {candidate.min_memory_gib:g} GiB per card" if candidate.min_memory_gib else ""
         where = f" within one {request.required_level.label}" if request.required_level is not None else ""
-        lines = [f"asked {request.replicas} replicas (at least {request.min_replicas}) x "
+        lines = [f"asked {_replicas(request.replicas)} (at least {request.min_replicas}) x "
                  f"{request.accelerators_per_replica} {what} cards{memory}, {request.cpu_millis}m CPU, "
                  f"{request.memory_bytes // 2**20} MiB memory each{where}"]
         if not self.slots:
@@ -261,7 +270,10 @@ class _CandidateView:
             if report.shape:
                 lines.append(report.shape)
             low = f"below {candidate.min_memory_gib or 0:g} GiB per card (or of unknown memory)"
-            for count, why in ((report.unschedulable, "cordoned, tainted or not Ready"),
+            taints = ", ".join(sorted(report.taints)[:3]) + (", ..." if len(report.taints) > 3 else "")
+            for count, why in ((report.unschedulable, "cordoned or not Ready"),
+                               (report.untolerated, f"tainted ({taints}) without a matching toleration in the "
+                                                    "template"),
                                (report.avoided, "on the job's avoid list"),
                                (report.unselected, "without the template's nodeSelector labels "
                                 f"({', '.join(f'{k}={v}' for k, v in request.node_selector)})"),

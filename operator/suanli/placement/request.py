@@ -33,6 +33,27 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration, matched against node taints exactly as the kubelet and kube-scheduler do."""
+
+    key: str = ""
+    """Empty with ``exists`` tolerates every taint."""
+    exists: bool = False
+    """operator Exists (any value) rather than Equal."""
+    value: str = ""
+    effect: str = ""
+    """Empty tolerates every effect."""
+
+    def tolerates(self, taint: tuple[str, str, str]) -> bool:
+        key, value, effect = taint
+        if self.effect and self.effect != effect:
+            return False
+        if self.exists:
+            return not self.key or self.key == key
+        return self.key == key and self.value == value
+
+
+@dataclass(frozen=True)
 class GangRequest:
     """A gang of identical replicas to place all at once (``min_replicas``..``replicas``) or not at all."""
 
@@ -55,6 +76,9 @@ class GangRequest:
     """Let one gang combine vendors/models when no single candidate fits."""
     node_selector: tuple[tuple[str, str], ...] = ()
     """Labels a node must carry: the pod template's nodeSelector (a kubelet refuses a pod bound elsewhere)."""
+    tolerations: tuple[Toleration, ...] = ()
+    """The pod template's tolerations: a node whose taints (beyond those the operator tolerates itself) are
+    not all tolerated is left out."""
     near_nodes: frozenset[str] = frozenset()
     """Where the gang ran before a restart. Among placements as good by the objective's first two terms (as
     many replicas, as narrow a level, same candidate), one in those nodes' narrowest common domain wins."""
