@@ -188,6 +188,9 @@ def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(en
     images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods.values()}
     assert images == {n: ("cuda" if n.startswith("n") else "cann") for n in by_node}
     assert fake.statuses[-1]["phase"] == "Running" and "configmaps" not in fake.created, "no HCCL table for a mix"
+    ascend = [p["spec"] for p in fake.pods.values() if p["spec"]["nodeName"].startswith("a")]
+    assert ascend and all(not spec.get("volumes") for spec in ascend), "so no Ascend pod mounts one"
+    assert all("RANK_TABLE_FILE" not in {e["name"] for e in spec["containers"][0]["env"]} for spec in ascend)
 
 
 def _run(engine: Controller, *jobs: dict[str, Any]) -> FakeKube:
@@ -225,3 +228,21 @@ def test_preemption_can_be_turned_off(engine: Controller) -> None:
     _run(engine, job("low", replicas=4))
     fake = _run(engine, job("urgent", replicas=1, priority=10))
     assert fake.deleted == [] and fake.statuses[-1]["reason"] == "Unschedulable"
+
+
+def test_nodes_freed_by_preemption_are_held_for_the_preempting_job(engine: Controller) -> None:
+    fake = _run(engine, job("low", replicas=2), job("mid", replicas=2, priority=5))
+    low_nodes = {p["spec"]["nodeName"] for (_, n), p in fake.pods.items() if n.startswith("low")}
+    _run(engine, job("urgent", replicas=2, priority=10))
+    assert len(fake.deleted) == 2
+    first, second = fake.deleted
+    engine.on_pod("DELETED", {"metadata": {"name": first, "namespace": "ns", "labels": {}}})
+    fake = _run(engine, job("tiny", replicas=1))  # would fit on the node just freed
+    assert not any(n.startswith("tiny") for (_, n) in fake.pods), "held for urgent"
+    tiny = next(s for s in reversed(fake.statuses) if s.get("reason") == "Unschedulable")
+    assert "held for a preempting job" in tiny["message"]
+    engine.on_pod("DELETED", {"metadata": {"name": second, "namespace": "ns", "labels": {}}})
+    engine.schedule()
+    engine.drain()
+    urgent = {p["spec"]["nodeName"] for (_, n), p in fake.pods.items() if n.startswith("urgent")}
+    assert urgent == low_nodes

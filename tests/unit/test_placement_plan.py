@@ -360,3 +360,19 @@ def test_tainted_nodes_take_only_jobs_that_tolerate_every_taint() -> None:
     wrong_effect = Toleration("dedicated", value="training", effect="NoExecute")
     assert isinstance(plan(inventory, gang(1, tolerations=(wrong_effect,))), Unplaceable)
     assert len(placed(inventory, gang(3, tolerations=(Toleration(exists=True),))).replicas) == 3, "tolerate all"
+
+
+def test_a_node_two_candidates_accept_is_counted_once_when_mixing() -> None:
+    inventory = inventory_of(vendor_node("g0", "nvidia", rack="r1"), vendor_node("g1", "nvidia", rack="r1"))
+    both = (Candidate("nvidia", "H100"), Candidate("nvidia"))
+    refusal = refused(inventory, gang(3, candidates=both, allow_mixing=True))
+    assert "combining all candidates gives room for 2 replicas" in refusal.mixed_reasons[0]
+    fits = placed(inventory, gang(2, candidates=both, allow_mixing=True))
+    assert [r.candidate_index for r in fits.replicas] == [0, 0]
+
+
+def test_each_replica_records_the_candidate_it_was_placed_as() -> None:
+    inventory = inventory_of(vendor_node("g0", "nvidia", rack="r1"))
+    picky = (Candidate("nvidia", "H100", min_memory_gib=96), Candidate("nvidia"))
+    result = placed(inventory, gang(1, candidates=picky))
+    assert result.candidate_index == 1 and result.replicas[0].candidate_index == 1, "not the 96 GiB candidate"

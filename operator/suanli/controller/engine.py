@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from ..api.aitrainingjob import Span as StatusSpan
 from ..api.base import GROUP, VERSION
 from ..api.base import now as api_now
 from ..inventory import Inventory, format_link_domains
-from ..inventory.models import VENDOR_BY_NAME, model_matches
+from ..inventory.models import VENDOR_BY_NAME
 from ..lifecycle import Decision, NodeVerdict, advance, preempt, transition
 from ..metrics import Metrics, StateCollector
 from ..placement import GangRequest, Placement, RunningGang, Unplaceable, choose_victims, plan
@@ -98,8 +99,8 @@ class Controller:
         self._failures: dict[JobKey, int] = {}
         self._retry_at: dict[JobKey, float] = {}
         """Back-off of jobs whose gang failed to bind (monotonic time before which they are not retried)."""
-        self._preempting: dict[JobKey, tuple[float, frozenset[tuple[str, str]]]] = {}
-        """Per preempting job: until when, and which pods, it waits on before choosing victims again."""
+        self._preempting: dict[JobKey, Preempting] = {}
+        """Jobs waiting for the gangs they preempted to go; their victims' nodes are held for them."""
         self._inflight: set[JobKey] = set()
         """Jobs whose gang a worker is persisting and binding right now."""
         self._jobs: dict[JobKey, dict[str, Any]] = {}
@@ -156,6 +157,7 @@ class Controller:
                 self._jobs.pop(key, None)
                 self._tried.pop(key, None)
                 self._rank_tables.pop((key[0], rank_table_name(key[1])), None)
+                self._preempting.pop(key, None)
             else:
                 self._jobs[key] = dict(job)  # the feed's freshly decoded object: ours to keep
                 self._dirty.add(key)
@@ -338,8 +340,10 @@ class Controller:
             verdicts = {n: self._verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
         decision = advance(job, pods, verdicts, self.clock())
         self._apply(job, decision)
-        if decision.phase == JobPhase.RUNNING and job.status.vendor == "huawei":
-            self._refresh_rank_table(job, pods)
+        if decision.phase == JobPhase.RUNNING and job.status.placement:
+            slots = self._slots(job)
+            if _has_rank_table(slots):
+                self._refresh_rank_table(job, slots, pods)
 
     def _verdict(self, node: str) -> NodeVerdict:
         if not self._node_ready.get(node, False):
@@ -363,9 +367,8 @@ class Controller:
         if decision.delete_job:
             _ignore(404, lambda: self.kube.delete_job(ns, str(job.metadata["name"])))
 
-    def _refresh_rank_table(self, job: AITrainingJob, pods: list[dict[str, Any]]) -> None:
+    def _refresh_rank_table(self, job: AITrainingJob, slots: list[GangSlot], pods: list[dict[str, Any]]) -> None:
         """Complete the Ascend rank table once pods have IPs (HCCL launchers wait for "completed")."""
-        slots = self._slots(job)
         by_replica = {
             int((p["metadata"].get("labels") or {}).get("suanli.io/replica", -1)): p
             for p in pods
@@ -420,7 +423,18 @@ class Controller:
                     continue
             job = self._parse(key)
             if job is not None and job.status.phase in WAITING:
-                self._schedule_one(key, job)
+                self._schedule_one(key, job, self._held_for_others(key, job.spec.priority))
+
+    def _held_for_others(self, key: JobKey, priority: int) -> frozenset[str]:
+        """Nodes freed by preemption for a job of higher priority than `priority`: a lower-priority job (a
+        victim above all, steered back by its previous nodes) must not take them before it lands."""
+        now = time.monotonic()
+        with self._lock:
+            for other in [k for k, p in self._preempting.items() if p.until <= now]:
+                del self._preempting[other]
+            return frozenset(
+                node for k, p in self._preempting.items() if k != key and p.priority > priority for node in p.nodes
+            )
 
     def _dispatch(
         self, key: JobKey, job: AITrainingJob, slots: list[GangSlot], plan_status: AITrainingJobStatus | None
@@ -469,9 +483,11 @@ class Controller:
             pending = list(self._gang_futures)
         wait(pending, timeout=timeout)
 
-    def _schedule_one(self, key: JobKey, job: AITrainingJob) -> None:
+    def _schedule_one(self, key: JobKey, job: AITrainingJob, held: frozenset[str] = frozenset()) -> None:
         t0 = time.monotonic()
         request = gang_request(job)
+        if held:
+            request = replace(request, avoid_nodes=request.avoid_nodes | held)
         with self._lock:
             generation = self.inventory.generation
             outcome = plan(self.inventory, request)
@@ -492,6 +508,8 @@ class Controller:
                 )
                 self._write(job, status, ("Warning", "Unschedulable", outcome.summary))
             return
+        with self._lock:
+            self._preempting.pop(key, None)
         mixed = outcome.vendor == "mixed"
         status = transition(
             job,
@@ -513,7 +531,7 @@ class Controller:
                     StatusReplica(
                         replica=r.index,
                         node=r.node,
-                        candidate_index=_candidate_of(job, r.vendor, r.model, outcome.candidate_index),
+                        candidate_index=r.candidate_index,
                         link_domain=format_link_domains(r.link_domains) or None,
                         rack=r.domains.get(Level.RACK) or None,
                         zone=r.domains.get(Level.ZONE) or None,
@@ -535,23 +553,28 @@ class Controller:
         """Restart lower-priority running gangs so this one fits; True while it waits on such victims."""
         now = time.monotonic()
         with self._lock:
-            deadline, pods = self._preempting.get(key, (0.0, frozenset()))
-            if now < deadline and any(self.inventory.holds(p) for p in pods):
+            waiting = self._preempting.get(key)
+            if waiting is not None and now < waiting.until and any(self.inventory.holds(p) for p in waiting.pods):
                 return True  # the victims' pods are still going: do not pick more
             victims = choose_victims(self.inventory, request, job.spec.priority, self._running_gangs(key))
             if victims is None:
                 self._preempting.pop(key, None)
                 return False
             keys = [_split(v.key) for v in victims]
-            self._preempting[key] = (now + PREEMPTION_GRACE_S, frozenset(p for v in victims for p in v.pods))
+            self._preempting[key] = Preempting(
+                until=now + PREEMPTION_GRACE_S,
+                priority=job.spec.priority,
+                pods=frozenset(p for v in victims for p in v.pods),
+                nodes=frozenset(n for v in victims for n in v.nodes),
+            )
             self._inflight.update(keys)
             self._tried.pop(key, None)  # re-plan as soon as the victims' pods are gone
         by = f"{job.namespace}/{job.name} (priority {job.spec.priority})"
         try:
             for victim_key in keys:
                 victim = self._parse(victim_key)
-                if victim is None:
-                    continue
+                if victim is None or victim.status.phase != JobPhase.RUNNING:
+                    continue  # finished or restarted since it was chosen: nothing to take
                 with self._lock:
                     victim_pods = list(self._pods.get(victim_key, {}).values())
                 log.info("preempting %s/%s for %s", *victim_key, by)
@@ -573,12 +596,17 @@ class Controller:
             status, spec = raw.get("status") or {}, raw.get("spec") or {}
             if key == exclude or key in self._inflight or status.get("phase") != JobPhase.RUNNING:
                 continue
+            placed: dict[str, Any] = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {}
+            )
             out.append(RunningGang(
                 key=f"{key[0]}/{key[1]}",
                 priority=int(spec.get("priority", 0)),
-                started=str(status.get("startTime") or ""),
+                # When this gang (generation) was placed: startTime is the job's first start only.
+                started=str(placed.get("lastTransitionTime") or status.get("startTime") or ""),
                 pods=tuple((key[0], name) for name in self._pods.get(key, {})),
                 cards=len(status.get("placement") or []) * int(spec.get("acceleratorsPerReplica", 0)),
+                nodes=tuple(sorted({str(r["node"]) for r in status.get("placement") or [] if r.get("node")})),
             ))
         return out
 
@@ -607,7 +635,7 @@ class Controller:
     def _slots_from(self, job: AITrainingJob, placement: Placement) -> list[GangSlot]:
         slots = []
         for r in placement.replicas:
-            candidate = job.spec.candidates[_candidate_of(job, r.vendor, r.model, placement.candidate_index)]
+            candidate = job.spec.candidates[r.candidate_index]
             node = self.inventory.get(r.node)
             domains = format_link_domains(r.link_domains) or None
             slots.append(
@@ -625,6 +653,7 @@ class Controller:
 
     def _pods_for(self, job: AITrainingJob, slots: list[GangSlot]) -> list[dict[str, Any]]:
         digest = spec_hash(job)
+        rank_table = _has_rank_table(slots)
         return [
             build_pod(
                 job,
@@ -634,6 +663,7 @@ class Controller:
                 scheduler_name=self.settings.scheduler_name,
                 tolerate=self.settings.inventory.tolerated_taints,
                 digest=digest,
+                rank_table=rank_table,
             )
             for s in slots
         ]
@@ -654,8 +684,7 @@ class Controller:
         ns = str(job.metadata["namespace"])
         try:
             _ignore(409, lambda: self.kube.create(ns, "services", build_service(job)))
-            # The HCCL rank table is for all-Ascend gangs; a mixed gang's framework bridges the collectives.
-            if slots and all(VENDOR_BY_NAME[s.vendor].needs_rank_table for s in slots):
+            if _has_rank_table(slots):
                 cm = build_rank_table_config_map(job, slots, {})
                 try:
                     self.kube.create(ns, "configmaps", cm)
@@ -818,17 +847,27 @@ def _waiting_since(job: AITrainingJob) -> datetime:
         return api_now()
 
 
+@dataclass(frozen=True)
+class Preempting:
+    """A job that preempted gangs and waits for their pods to go."""
+
+    until: float
+    """Monotonic time after which it stops waiting (and holding nodes) and may choose victims again."""
+    priority: int
+    pods: frozenset[tuple[str, str]]
+    nodes: frozenset[str]
+    """The victims' nodes, held for it against lower-priority jobs meanwhile."""
+
+
+def _has_rank_table(slots: list[GangSlot]) -> bool:
+    """An HCCL rank table is for all-Ascend gangs (two Ascend models included); a gang mixing Ascend with other
+    vendors runs a framework that bridges the collectives, and its Ascend pods get no table."""
+    return bool(slots) and all(VENDOR_BY_NAME[s.vendor].needs_rank_table for s in slots)
+
+
 def _split(key: str) -> JobKey:
     ns, _, name = key.partition("/")
     return (ns, name)
-
-
-def _candidate_of(job: AITrainingJob, vendor: str, model: str, default: int) -> int:
-    """Index of the first candidate that accepts `vendor`/`model` (a mixed gang's replicas differ)."""
-    for i, c in enumerate(job.spec.candidates):
-        if c.vendor == vendor and (c.model is None or model_matches(c.vendor, c.model, model)):
-            return i
-    return default
 
 
 def _what(placement: Placement) -> str:

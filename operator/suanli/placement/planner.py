@@ -95,7 +95,7 @@ def plan(inventory: Inventory, request: GangRequest) -> Placement | Unplaceable:
                f"{request.accelerators_per_replica} cards ({asked}){where}")
     mixed: tuple[str, ...] = ()
     if request.allow_mixing and len(views) > 1:
-        total = sum(s.room for view in views for pool in view.slots.values() for s in pool)
+        total = sum(s.room for s in _mixed_slots(views))
         mixed = (f"combining all candidates gives room for {_replicas(total)} in the cluster, "
                  f"and fewer{where}",)
     return Unplaceable(reasons=reasons, summary=summary, mixed_reasons=mixed)
@@ -109,10 +109,20 @@ def _choose(views: Sequence[_CandidateView], request: GangRequest, need: int,
         if choice is not None:
             return choice
     if request.allow_mixing and len(views) > 1:
-        slots = [slot for view in views for pool in view.slots.values() for slot in pool
-                 if keep is None or keep(slot.state)]
-        return _search(slots, request.replicas, need, request.required_level, "mixed")
+        return _search(_mixed_slots(views, keep), request.replicas, need, request.required_level, "mixed")
     return None
+
+
+def _mixed_slots(views: Sequence[_CandidateView], keep: Callable[[NodeState], bool] | None = None) -> list[_Slot]:
+    """Every candidate's nodes, each node once, as its most preferred candidate (two candidates may both
+    accept a node, e.g. "H100" and "any NVIDIA": counting it twice would overfill it)."""
+    seen: dict[str, _Slot] = {}
+    for view in views:
+        for pool in view.slots.values():
+            for slot in pool:
+                if slot.state.node.name not in seen and (keep is None or keep(slot.state)):
+                    seen[slot.state.node.name] = slot
+    return list(seen.values())
 
 
 def _rank(choice: _Choice) -> tuple[int, int, int]:
@@ -205,7 +215,8 @@ class _CandidateView:
             if node.taints and not all(any(t.tolerates(taint) for t in tolerations) for taint in node.taints):
                 if report is not None:
                     report.untolerated += 1
-                    report.taints.update(describe_taint(taint) for taint in node.taints)
+                    report.taints.update(describe_taint(taint) for taint in node.taints
+                                         if not any(t.tolerates(taint) for t in tolerations))
                 continue
             if selector and any(node.labels.get(k) != v for k, v in selector):
                 if report is not None:
@@ -274,7 +285,8 @@ class _CandidateView:
             for count, why in ((report.unschedulable, "cordoned or not Ready"),
                                (report.untolerated, f"tainted ({taints}) without a matching toleration in the "
                                                     "template"),
-                               (report.avoided, "on the job's avoid list"),
+                               (report.avoided, "on the job's avoid list (failed before, or held for a "
+                                                "preempting job)"),
                                (report.unselected, "without the template's nodeSelector labels "
                                 f"({', '.join(f'{k}={v}' for k, v in request.node_selector)})"),
                                (report.low_memory, low),
@@ -489,7 +501,7 @@ def _placement(request: GangRequest, choice: _Choice) -> Placement:
             replicas.append(ReplicaPlacement(
                 index=len(replicas), node=node.name, resource=node.resource,
                 count=per_replica, link_domains=taken, domains=domains,
-                vendor=node.vendor, model=node.model,
+                vendor=node.vendor, model=node.model, candidate_index=slot.candidate,
             ))
     nodes = [slot.state.node for slot, _ in picks]
     span = {

@@ -34,6 +34,8 @@ class RunningGang:
     pods: tuple[PodKey, ...]
     cards: int
     """Accelerators its pods hold, for a cheap does-it-add-up test before planning."""
+    nodes: tuple[str, ...] = ()
+    """Nodes it runs on (held for the preempting job until it lands)."""
 
 
 def choose_victims(

@@ -114,6 +114,9 @@ class ReplicaPlacement:
     """Label values at RACK, ZONE and REGION (``""`` where unlabelled)."""
     vendor: str
     model: str
+    candidate_index: int = 0
+    """Index into ``GangRequest.candidates`` of the candidate this replica was placed as (they differ per
+    replica only in a mixed gang)."""
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def _rendezvous_env(job: AITrainingJob, replica: int, world: int) -> list[dict[s
     return [{"name": k, "value": v} for k, v in values.items()]
 
 
-def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int) -> list[dict[str, str]]:
+def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int, rank_table: bool) -> list[dict[str, str]]:
     profile = VENDOR_BY_NAME[slot.vendor]
     local = ",".join(str(i) for i in range(job.spec.accelerators_per_replica))
     values = {
@@ -134,7 +134,7 @@ def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int) -> list[dict[str
         **{var: local for var in profile.visible_devices_env},
         **profile.pod_env,
     }
-    if profile.needs_rank_table:
+    if profile.needs_rank_table and rank_table:
         values["RANK_TABLE_FILE"] = f"{RANK_TABLE_DIR}/{RANK_TABLE_KEY}"
         values["RANK_SIZE"] = str(world * job.spec.accelerators_per_replica)
         values["SERVER_ID"] = str(slot.replica)
@@ -150,10 +150,13 @@ def build_pod(
     scheduler_name: str,
     tolerate: Iterable[str] = (),
     digest: str | None = None,
+    rank_table: bool = True,
 ) -> dict[str, Any]:
     """One worker pod, unbound: the controller binds it to `slot.node` through the Binding subresource.
 
     `digest` is `spec_hash(job)` when the caller already has it (it is the same for the whole gang).
+    `rank_table=False` (a gang that mixes Ascend with other vendors: no HCCL table) leaves the table's
+    volume and variables out of an Ascend replica.
     """
     name = _name(job)
     tpl = job.spec.template
@@ -163,7 +166,7 @@ def build_pod(
     requests = {**{k: str(v) for k, v in tpl.resources.requests.items()}, slot.resource_name: count}
     limits = {**{k: str(v) for k, v in tpl.resources.limits.items()}, slot.resource_name: count}
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in tpl.env]
-    ours = _rendezvous_env(job, slot.replica, world) + _vendor_env(job, slot, world)
+    ours = _rendezvous_env(job, slot.replica, world) + _vendor_env(job, slot, world, rank_table)
     user_names = {e["name"] for e in user_env}
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
@@ -181,7 +184,7 @@ def build_pod(
     if tpl.working_dir:
         container["workingDir"] = tpl.working_dir
     volumes = [v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in tpl.volumes]
-    if profile.needs_rank_table:
+    if profile.needs_rank_table and rank_table:
         volumes.append({"name": "ascend-rank-table", "configMap": {"name": rank_table_name(name)}})
         container["volumeMounts"].append({"name": "ascend-rank-table", "mountPath": RANK_TABLE_DIR, "readOnly": True})
     tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tpl.tolerations]
