@@ -130,6 +130,15 @@ pci_device *pci_find(probe_state *st, const char *bdf); /* accepts 4- or 8-digit
 void bdf_normalize(char out[BDF_LEN], unsigned domain, unsigned bus, unsigned dev, unsigned fn);
 void device_add_link(pci_device *d, const char *type, const char *peer, const char *peer_kind);
 
+/* Shared by the management-library loaders (mgmt.c). mgmt_open fills mgmt[v] and returns 1 with `lib` open, or
+   0 when the vendor has no devices or its library cannot be opened (devices marked with why, or missing_hint);
+   mgmt_fail reports an error for the vendor and its devices and closes `lib`. */
+void mgmt_mark(probe_state *st, vendor_kind v, const char *status, const char *detail);
+int mgmt_open(probe_state *st, vendor_kind v, const char *report_name, vendor_lib *lib, const char *lib_path,
+              const char *const *names, const char *const *dirs, const char *missing_hint);
+void mgmt_fail(probe_state *st, vendor_kind v, vendor_lib *lib, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Management libraries (mgmt_*.c): fill mgmt[vendor] and the vendor's devices. */
 void mgmt_nvml(probe_state *st, const char *lib_path);
 void mgmt_dcmi(probe_state *st, const char *lib_path);

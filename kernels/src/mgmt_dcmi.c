@@ -35,29 +35,12 @@ static const char *const DIRS[] = {"/usr/local/dcmi", "/usr/local/Ascend/driver/
 
 typedef struct npu { int card, dev; pci_device *pci; } npu;
 
-static void mark_all(probe_state *st, const char *status, const char *detail) {
-    for (int i = 0; i < st->count; i++)
-        if (st->devices[i].vendor == VENDOR_HUAWEI) {
-            st->devices[i].status = status;
-            snprintf(st->devices[i].status_detail, sizeof st->devices[i].status_detail, "%s", detail);
-        }
-}
-
 void mgmt_dcmi(probe_state *st, const char *lib_path) {
     mgmt_report *r = &st->mgmt[VENDOR_HUAWEI];
-    r->name = "dcmi";
-    int any = 0;
-    for (int i = 0; i < st->count; i++) any |= st->devices[i].vendor == VENDOR_HUAWEI;
-    if (!any) { r->status = "not_needed"; return; }
     vendor_lib lib;
-    if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = lib.broken ? "error" : "missing";
-        snprintf(r->path, sizeof r->path, "%s", lib.path);
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "DCMI (libdcmi.so) not loadable; install the Ascend driver");
+    if (!mgmt_open(st, VENDOR_HUAWEI, "dcmi", &lib, lib_path, NAMES, DIRS,
+                   "DCMI (libdcmi.so) not loadable; install the Ascend driver"))
         return;
-    }
-    snprintf(r->path, sizeof r->path, "%s", lib.path);
     dcmi_init_fn init = (dcmi_init_fn)vendor_sym(&lib, "dcmi_init");
     dcmi_list_fn list = (dcmi_list_fn)vendor_sym_opt(&lib, "dcmi_get_card_list");
     if (!list) list = (dcmi_list_fn)vendor_sym(&lib, "dcmi_get_card_num_list"); /* DCMI v1 name */
@@ -65,10 +48,7 @@ void mgmt_dcmi(probe_state *st, const char *lib_path) {
     dcmi_pcie_fn pcie = (dcmi_pcie_fn)vendor_sym(&lib, "dcmi_get_device_pcie_info");
     dcmi_health_fn health = (dcmi_health_fn)vendor_sym(&lib, "dcmi_get_device_health");
     if (!init || !list || !count || !pcie || !health) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_HUAWEI, &lib, "%s", lib.error);
         return;
     }
     dcmi_hbm_fn hbm = (dcmi_hbm_fn)vendor_sym_opt(&lib, "dcmi_get_device_hbm_info");
@@ -77,24 +57,18 @@ void mgmt_dcmi(probe_state *st, const char *lib_path) {
 
     int rc = init();
     if (rc != 0) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "dcmi_init failed: error %d", rc);
-        mark_all(st, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_HUAWEI, &lib, "dcmi_init failed: error %d", rc);
         return;
     }
     int cards[MAX_DEVICES], ncards = 0;
     rc = list(&ncards, cards, MAX_DEVICES);
     if (rc != 0 || ncards < 0 || ncards > MAX_DEVICES) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "dcmi_get_card_list failed: error %d", rc);
-        mark_all(st, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_HUAWEI, &lib, "dcmi_get_card_list failed: error %d", rc);
         return;
     }
     r->status = "ok";
     if (driver && driver(r->driver_version, sizeof r->driver_version) != 0) r->driver_version[0] = '\0';
-    mark_all(st, "error", "not reported by DCMI: the driver does not see this NPU");
+    mgmt_mark(st, VENDOR_HUAWEI, "error", "not reported by DCMI: the driver does not see this NPU");
 
     npu npus[MAX_DEVICES];
     int n = 0;

@@ -30,42 +30,18 @@ static const char *const NAMES[] = {"libnvidia-ml.so.1", "libnvidia-ml.so", NULL
 static const char *const DIRS[] = {"/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/aarch64-linux-gnu",
                                    "/usr/local/nvidia/lib64", NULL};
 
-static int has_vendor(probe_state *st, vendor_kind v) {
-    for (int i = 0; i < st->count; i++)
-        if (st->devices[i].vendor == v) return 1;
-    return 0;
-}
-
-static void mark_all(probe_state *st, vendor_kind v, const char *status, const char *detail) {
-    for (int i = 0; i < st->count; i++)
-        if (st->devices[i].vendor == v) {
-            st->devices[i].status = status;
-            snprintf(st->devices[i].status_detail, sizeof st->devices[i].status_detail, "%s", detail);
-        }
-}
-
 void mgmt_nvml(probe_state *st, const char *lib_path) {
     mgmt_report *r = &st->mgmt[VENDOR_NVIDIA];
-    r->name = "nvml";
-    if (!has_vendor(st, VENDOR_NVIDIA)) { r->status = "not_needed"; return; }
     vendor_lib lib;
-    if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = lib.broken ? "error" : "missing";
-        snprintf(r->path, sizeof r->path, "%s", lib.path);
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, VENDOR_NVIDIA, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "NVML (libnvidia-ml.so.1) not loadable; install the NVIDIA driver");
+    if (!mgmt_open(st, VENDOR_NVIDIA, "nvml", &lib, lib_path, NAMES, DIRS,
+                   "NVML (libnvidia-ml.so.1) not loadable; install the NVIDIA driver"))
         return;
-    }
-    snprintf(r->path, sizeof r->path, "%s", lib.path);
     nvml_void_fn init = (nvml_void_fn)vendor_sym(&lib, "nvmlInit_v2");
     nvml_void_fn shutdown = (nvml_void_fn)vendor_sym(&lib, "nvmlShutdown");
     nvml_by_bus_fn by_bus = (nvml_by_bus_fn)vendor_sym(&lib, "nvmlDeviceGetHandleByPciBusId_v2");
     nvml_mem_fn mem = (nvml_mem_fn)vendor_sym(&lib, "nvmlDeviceGetMemoryInfo");
     if (!init || !shutdown || !by_bus || !mem) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, VENDOR_NVIDIA, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_NVIDIA, &lib, "%s", lib.error);
         return;
     }
     /* Optional: older drivers lack some; the probe reports what it can. */
@@ -79,10 +55,7 @@ void mgmt_nvml(probe_state *st, const char *lib_path) {
 
     int rc = init();
     if (rc != NVML_SUCCESS) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "nvmlInit_v2 failed: %s (%d)", errstr ? errstr(rc) : "error", rc);
-        mark_all(st, VENDOR_NVIDIA, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_NVIDIA, &lib, "nvmlInit_v2 failed: %s (%d)", errstr ? errstr(rc) : "error", rc);
         return;
     }
     r->status = "ok";

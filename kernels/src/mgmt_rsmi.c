@@ -21,14 +21,6 @@ static const char *const NAMES[] = {"librocm_smi64.so.1", "librocm_smi64.so", "l
 /* /opt/hyhal is where Hygon's driver package puts its ROCm SMI fork. */
 static const char *const DIRS[] = {"/opt/hyhal/lib", "/opt/dtk/lib", "/opt/rocm/lib", NULL};
 
-static void mark_all(probe_state *st, const char *status, const char *detail) {
-    for (int i = 0; i < st->count; i++)
-        if (st->devices[i].vendor == VENDOR_HYGON) {
-            st->devices[i].status = status;
-            snprintf(st->devices[i].status_detail, sizeof st->devices[i].status_detail, "%s", detail);
-        }
-}
-
 static const char *errtext(rsmi_errstr_fn f, int rc) {
     const char *s = NULL;
     if (f && f(rc, &s) == RSMI_STATUS_SUCCESS && s) return s;
@@ -37,28 +29,16 @@ static const char *errtext(rsmi_errstr_fn f, int rc) {
 
 void mgmt_rsmi(probe_state *st, const char *lib_path) {
     mgmt_report *r = &st->mgmt[VENDOR_HYGON];
-    r->name = "rocm_smi";
-    int any = 0;
-    for (int i = 0; i < st->count; i++) any |= st->devices[i].vendor == VENDOR_HYGON;
-    if (!any) { r->status = "not_needed"; return; }
     vendor_lib lib;
-    if (!vendor_lib_open(&lib, lib_path, NAMES, DIRS)) {
-        r->status = lib.broken ? "error" : "missing";
-        snprintf(r->path, sizeof r->path, "%s", lib.path);
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, lib.broken ? "error" : "no_management_library", lib.broken ? lib.error : "ROCm SMI (librocm_smi64.so) not loadable; install hyhal/DTK");
+    if (!mgmt_open(st, VENDOR_HYGON, "rocm_smi", &lib, lib_path, NAMES, DIRS,
+                   "ROCm SMI (librocm_smi64.so) not loadable; install hyhal/DTK"))
         return;
-    }
-    snprintf(r->path, sizeof r->path, "%s", lib.path);
     rsmi_init_fn init = (rsmi_init_fn)vendor_sym(&lib, "rsmi_init");
     rsmi_void_fn shut = (rsmi_void_fn)vendor_sym(&lib, "rsmi_shut_down");
     rsmi_num_fn num = (rsmi_num_fn)vendor_sym(&lib, "rsmi_num_monitor_devices");
     rsmi_pci_fn pci = (rsmi_pci_fn)vendor_sym(&lib, "rsmi_dev_pci_id_get");
     if (!init || !shut || !num || !pci) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "%s", lib.error);
-        mark_all(st, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_HYGON, &lib, "%s", lib.error);
         return;
     }
     rsmi_mem_fn mem_total = (rsmi_mem_fn)vendor_sym_opt(&lib, "rsmi_dev_memory_total_get");
@@ -72,16 +52,13 @@ void mgmt_rsmi(probe_state *st, const char *lib_path) {
     uint32_t n = 0;
     if (rc == RSMI_STATUS_SUCCESS) rc = num(&n);
     if (rc != RSMI_STATUS_SUCCESS) {
-        r->status = "error";
-        snprintf(r->detail, sizeof r->detail, "rsmi_init/rsmi_num_monitor_devices failed: %s (%d)", errtext(errstr, rc), rc);
-        mark_all(st, "error", r->detail);
-        vendor_lib_close(&lib);
+        mgmt_fail(st, VENDOR_HYGON, &lib, "rsmi_init/rsmi_num_monitor_devices failed: %s (%d)", errtext(errstr, rc), rc);
         return;
     }
     r->status = "ok";
     if (ver && ver(RSMI_SW_COMP_DRIVER, r->driver_version, sizeof r->driver_version) != RSMI_STATUS_SUCCESS)
         r->driver_version[0] = '\0';
-    mark_all(st, "error", "not reported by ROCm SMI: the driver does not see this DCU");
+    mgmt_mark(st, VENDOR_HYGON, "error", "not reported by ROCm SMI: the driver does not see this DCU");
 
     pci_device *by_index[MAX_DEVICES] = {0};
     if (n > MAX_DEVICES) n = MAX_DEVICES;
