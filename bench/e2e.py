@@ -29,6 +29,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,27 @@ def api_requests(metrics_port: int) -> dict[str, float]:
     return dict(out)
 
 
+Submit = Callable[[int, dict[str, float]], None]
+
+
+def measure(api: client.ApiClient, group_label: str, pids: dict[str, int], submit: Submit,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """One phase: submit `args.jobs` groups from 8 threads (`submit(i, created)` records each creation time),
+    wait for every pod bound, and summarise binds and the CPU each process in `pids` used meanwhile."""
+    recorder = BindRecorder(api, group_label)
+    created: dict[str, float] = {}
+    cpu0 = cpu_seconds(pids)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: submit(i, created), range(args.jobs)))
+    done = recorder.wait(args.jobs * args.replicas, args.timeout)
+    recorder.stop()
+    result = summarize(created, recorder, args.replicas, t0)
+    result["completed"] = done
+    result["cpu_s"] = cpu_used(cpu0, pids)
+    return result
+
+
 def job_body(i: int, replicas: int, per_replica: int) -> dict[str, Any]:
     vendor = ("huawei", "nvidia", "hygon")[i % 3]
     return {
@@ -190,29 +212,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_nodes = time.monotonic()
         make_nodes(core, args.nodes)
         node_setup_s = time.monotonic() - t_nodes
-        total = args.jobs * args.replicas
 
         # --- Suanli ---
         operator.start()
         assert operator.proc is not None
-        recorder = BindRecorder(api, "suanli.io/job")
-        created: dict[str, float] = {}
-        pids = {**cluster.pids, "suanli": operator.proc.pid}
-        cpu0 = cpu_seconds(pids)
-        t0 = time.monotonic()
 
-        def submit_job(i: int) -> None:
+        def submit_job(i: int, created: dict[str, float]) -> None:
             body = job_body(i, args.replicas, args.per_replica)
             created[body["metadata"]["name"]] = time.monotonic()
             custom.create_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs", body)
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(submit_job, range(args.jobs)))
-        done = recorder.wait(total, args.timeout)
-        recorder.stop()
-        suanli = summarize(created, recorder, args.replicas, t0)
-        suanli["completed"] = done
-        suanli["cpu_s"] = cpu_used(cpu0, pids)
+        suanli = measure(api, "suanli.io/job", {**cluster.pids, "suanli": operator.proc.pid}, submit_job, args)
         requests = api_requests(operator.metrics_port)
         suanli["api_requests_per_gang"] = {k: round(v / args.jobs, 2) for k, v in sorted(requests.items())}
         operator.stop()
@@ -229,24 +239,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              "--bind-address=127.0.0.1", f"--secure-port={devcluster._free_port()}"],
             stdout=log, stderr=subprocess.STDOUT, env=cluster.env(), start_new_session=True)
         time.sleep(3)  # informers sync; pods submitted before that would only wait longer
-        recorder = BindRecorder(api, "group")
-        created = {}
-        pids = {**cluster.pids, "kube-scheduler": scheduler.pid}
-        cpu0 = cpu_seconds(pids)
-        t0 = time.monotonic()
 
-        def submit_group(i: int) -> None:
+        def submit_group(i: int, created: dict[str, float]) -> None:
             created[f"job-{i:04d}"] = time.monotonic()
             for r in range(args.replicas):
                 core.create_namespaced_pod(NAMESPACE, plain_pod(i, r, args.per_replica))
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(submit_group, range(args.jobs)))
-        done = recorder.wait(total, args.timeout)
-        recorder.stop()
-        kube = summarize(created, recorder, args.replicas, t0)
-        kube["completed"] = done
-        kube["cpu_s"] = cpu_used(cpu0, pids)
+        kube = measure(api, "group", {**cluster.pids, "kube-scheduler": scheduler.pid}, submit_group, args)
     finally:
         operator.stop()
         if scheduler is not None:

@@ -18,29 +18,28 @@ void probe_error(probe_state *st, const char *fmt, ...) {
     va_end(ap);
 }
 
-static int read_hex(const char *dir, const char *file, unsigned long *out) {
-    char path[PATH_MAX + 64], buf[64];
+/* The first line of dir/file (sysfs attributes are one short line). */
+static int read_line(const char *dir, const char *file, char *buf, int size) {
+    char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    int ok = fgets(buf, sizeof buf, f) != NULL;
+    int ok = fgets(buf, size, f) != NULL;
     fclose(f);
-    if (!ok) return 0;
-    char *end;
+    return ok;
+}
+
+static int read_hex(const char *dir, const char *file, unsigned long *out) {
+    char buf[64], *end;
+    if (!read_line(dir, file, buf, sizeof buf)) return 0;
     errno = 0;
     *out = strtoul(buf, &end, 0);
     return errno == 0 && end != buf;
 }
 
 static int read_int(const char *dir, const char *file, long *out) {
-    char path[PATH_MAX + 64], buf[64];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int ok = fgets(buf, sizeof buf, f) != NULL;
-    fclose(f);
-    if (!ok) return 0;
-    char *end;
+    char buf[64], *end;
+    if (!read_line(dir, file, buf, sizeof buf)) return 0;
     *out = strtol(buf, &end, 10);
     return end != buf;
 }
