@@ -109,5 +109,12 @@ def phase(api: client.ApiClient, namespace: str, name: str) -> str | None:
     return (get_job(api, namespace, name).get("status") or {}).get("phase")
 
 
+def restarted_away(api: client.ApiClient, namespace: str, name: str, node: str) -> bool:
+    """The job runs again after exactly one gang restart, on nodes that exclude `node`."""
+    status = get_job(api, namespace, name).get("status") or {}
+    nodes = {p["node"] for p in status.get("placement", [])}
+    return status.get("phase") == "Running" and status.get("restarts") == 1 and node not in nodes
+
+
 def job_pods(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V1Pod]:
     return list(core.list_namespaced_pod(namespace, label_selector=f"suanli.io/job={name}").items)

@@ -21,6 +21,7 @@ from .operator_harness import (
     job_pods,
     make_fleet,
     phase,
+    restarted_away,
 )
 
 
@@ -212,12 +213,8 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
         },
     )
 
-    def restarted_elsewhere() -> bool:
-        status = get_job(api_client, namespace, "resilient").get("status") or {}
-        nodes = {p["node"] for p in status.get("placement", [])}
-        return status.get("phase") == "Running" and status.get("restarts") == 1 and victim not in nodes
-
-    wait_for(restarted_elsewhere, 40, what="a restart away from the lost node")
+    wait_for(lambda: restarted_away(api_client, namespace, "resilient", victim), 40,
+             what="a restart away from the lost node")
     status = get_job(api_client, namespace, "resilient")["status"]
     assert victim in status["badNodes"]
     assert status["previousNodes"] == sorted({p["node"] for p in before}), "kept for the planner to prefer"
@@ -337,12 +334,8 @@ def test_unhealthy_accelerator_reported_by_the_agent_restarts_the_gang_elsewhere
     # What `suanli agent` writes when it finds one of the node's 8 cards failed.
     core.patch_node(victim, {"metadata": {"labels": {"suanli.io/accelerator.healthy": "7"}}})
 
-    def moved() -> bool:
-        status = get_job(api_client, namespace, "sick").get("status") or {}
-        nodes = {p["node"] for p in status.get("placement", [])}
-        return status.get("phase") == "Running" and status.get("restarts") == 1 and victim not in nodes
-
-    wait_for(moved, 60, what="a restart away from the unhealthy node")
+    wait_for(lambda: restarted_away(api_client, namespace, "sick", victim), 60,
+             what="a restart away from the unhealthy node")
     status = get_job(api_client, namespace, "sick")["status"]
     assert victim in status["badNodes"]
     restarted = [c for c in status["conditions"] if c["type"] == "Restarting"]

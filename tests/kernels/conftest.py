@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernels_support import FAKES_SRC, VARIANTS, VENDOR_FAKES, Kernels, kernels_library
+from kernels_support import FAKE_ENV, FAKES_SRC, VARIANTS, VENDOR_FAKES, Kernels, kernels_library
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,14 +48,6 @@ def fake_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Clean fake-driver environment; tests set SUANLI_FAKE_* through the returned monkeypatch."""
-    for var in (
-        "SUANLI_FAKE_BDFS",
-        "SUANLI_FAKE_FAIL_BDF",
-        "SUANLI_FAKE_ECC_BDF",
-        "SUANLI_FAKE_ALARM_BDF",
-        "SUANLI_FAKE_CORRUPT",
-        "SUANLI_FAKE_NPUS",
-        "SUANLI_VENDOR_LIB_PATH",
-    ):
+    for var in FAKE_ENV:
         monkeypatch.delenv(var, raising=False)
     yield monkeypatch

@@ -15,6 +15,17 @@ FIXTURES = REPO / "tests" / "fixtures" / "sysfs"
 FAKES_SRC = Path(__file__).resolve().parent / "fakes"
 BUILD_ROOT = REPO / "build"
 
+FAKE_ENV = (
+    "SUANLI_FAKE_BDFS",
+    "SUANLI_FAKE_FAIL_BDF",
+    "SUANLI_FAKE_ECC_BDF",
+    "SUANLI_FAKE_ALARM_BDF",
+    "SUANLI_FAKE_CORRUPT",
+    "SUANLI_FAKE_NPUS",
+    "SUANLI_VENDOR_LIB_PATH",
+)
+"""Environment the fake drivers read; cleared around each test so one test's fault never leaks."""
+
 VENDOR_FAKES = {
     "nvml": ("fake_nvml.c", "libnvidia-ml.so.1"),
     "dcmi": ("fake_dcmi.c", "libdcmi.so"),

@@ -24,6 +24,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "sysfs"
 sys.path.insert(0, str(REPO / "tests" / "kernels"))
 
 from kernels_support import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+    FAKE_ENV,
     FAKES_SRC,
     VARIANTS,
     VENDOR_FAKES,
@@ -31,18 +32,8 @@ from kernels_support import (  # type: ignore[import-not-found, unused-ignore]  
     kernels_library,
 )
 
-__all__ = ["FIXTURES", "REPO", "fake_vendor_libs", "fixture_bdfs", "kernels_library", "subset_tree"]
+__all__ = ["FAKE_ENV", "FIXTURES", "REPO", "fake_vendor_libs", "fixture_bdfs", "kernels_library", "subset_tree"]
 
-FAKE_ENV = (
-    "SUANLI_FAKE_BDFS",
-    "SUANLI_FAKE_FAIL_BDF",
-    "SUANLI_FAKE_ECC_BDF",
-    "SUANLI_FAKE_ALARM_BDF",
-    "SUANLI_FAKE_CORRUPT",
-    "SUANLI_FAKE_NPUS",
-    "SUANLI_VENDOR_LIB_PATH",
-)
-"""Environment the fake drivers read; cleared around each test so one test's fault never leaks."""
 
 
 @cache
