@@ -23,6 +23,7 @@ from suanli.api import ConditionStatus, DeviceHealth, parse_node
 
 from ..unit.test_agent_support import FAKE_ENV, FIXTURES, fake_vendor_libs, fixture_bdfs, kernels_library, subset_tree
 from .conftest import wait_for
+from .operator_harness import delete_nodes
 from .test_control_plane import fake_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,11 +51,7 @@ def node(core: client.CoreV1Api, crds_applied: list[str], request: pytest.Fixtur
     body = fake_node(name, labels={"team": "vision", "suanli.io/rack": "r7"}, allocatable={resource: count})
     core.create_node(body)  # type: ignore[arg-type]  # the client sends dicts as they are
     yield name
-    try:
-        core.delete_node(name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    delete_nodes(core, [name])
 
 
 def run_agent(
