@@ -340,7 +340,8 @@ class Controller:
             verdicts = {n: self._verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
         decision = advance(job, pods, verdicts, self.clock())
         self._apply(job, decision)
-        if decision.phase == JobPhase.RUNNING and job.status.placement:
+        # Only Ascend gangs (status.vendor huawei) or mixed ones (None) can have a table: skip the rest cheaply.
+        if decision.phase == JobPhase.RUNNING and job.status.placement and job.status.vendor in (None, Vendor.HUAWEI):
             slots = self._slots(job)
             if _has_rank_table(slots):
                 self._refresh_rank_table(job, slots, pods)
