@@ -75,28 +75,14 @@ def _crd_run(args: argparse.Namespace) -> int:
 
 
 def _run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--peering", metavar="NAME", default=None,
-                        help="kopf peering object: replicas sharing it elect one active operator "
-                             "(default: standalone, for a single replica)")
-    parser.add_argument("--priority", type=_priority, default=0,
-                        help="peering priority (an integer, or 'random' so each replica of a Deployment "
-                             "gets its own: kopf pauses every replica that meets a peer of equal priority)")
+    parser.add_argument("--leader-election", "--peering", dest="leader_election", metavar="NAME", default=None,
+                        help="replicas sharing NAME elect one active engine through the Lease NAME-engine in "
+                             "$POD_NAMESPACE (default: none, for a single replica)")
     parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
                         help="serve kopf's liveness probe here (default: %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port; 0 disables (default: 9090)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
-
-
-def _priority(text: str) -> int:
-    if text == "random":
-        import secrets
-
-        return 1 + secrets.randbelow(65536)
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--priority {text!r}: give an integer or 'random'") from None
 
 
 def _run_run(args: argparse.Namespace) -> int:
@@ -109,21 +95,17 @@ def _run_run(args: argparse.Namespace) -> int:
 
     if args.metrics_port is not None:
         os.environ["SUANLI_METRICS_PORT"] = str(args.metrics_port)
-    if args.peering:
-        os.environ["SUANLI_PEERING"] = args.peering
+    if args.leader_election:
+        os.environ["SUANLI_PEERING"] = args.leader_election
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         # kopf logs every handled watch event at INFO: thousands a minute on a real cluster.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        clusterwide=True,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=args.priority,
-        liveness_endpoint=args.liveness or None,
-    )
+    # Standalone: kopf runs the process (start-up, clean-up, liveness probe); which replica acts is decided
+    # by the engine's own Lease (controller/leader.py), checked before every write, not by kopf peering.
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness or None)
     return 0
 
 

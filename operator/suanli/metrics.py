@@ -1,15 +1,16 @@
 """Prometheus metrics: one `suanli_` prefix, `_total`/`_seconds` suffixes, low-cardinality labels.
 
 Counters and histograms are fed by the engine as things happen; gauges of current state (jobs by phase,
-free and allocated accelerators, node health) are computed at scrape time from the engine's view by a
-collector, so they can never drift from what the scheduler itself believes.
+free and allocated accelerators, node health) are computed at scrape time by a collector from the last
+scheduling cycle's snapshot — what the scheduler itself believed — so a scrape never waits for, or holds
+up, a scheduling cycle.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -62,6 +63,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.watch_lag = Histogram(
+            "suanli_watch_lag_seconds",
+            "Time from a watch event's arrival to the engine's view holding it, by resource.",
+            ["resource"],
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
     def gang_bound(self, vendor: str, seconds: float, span: Mapping[str, int]) -> None:
         self.scheduling_latency.labels(vendor).observe(max(seconds, 0.0))
         for level, count in span.items():
@@ -83,19 +92,18 @@ class Metrics:
 
 
 class StateView(Protocol):
-    """What the state collector reads: the engine's current view."""
+    """What the state collector reads: immutable views the engine publishes, so no lock is shared."""
 
-    inventory: Inventory
+    def metrics_inventory(self) -> Inventory: ...
 
-    def job_phases(self) -> Iterable[str]: ...
+    def job_phases(self) -> Mapping[str, int]: ...
 
 
 class StateCollector(Collector):
-    """Gauges of current state, computed from the engine's view at each scrape."""
+    """Gauges of current state, computed from the engine's published view at each scrape."""
 
-    def __init__(self, view: StateView, lock: Callable[[], Any]) -> None:
+    def __init__(self, view: StateView) -> None:
         self.view = view
-        self.lock = lock
 
     def describe(self) -> list[Metric]:
         return []  # unchecked collector: the label sets depend on the cluster
@@ -108,30 +116,30 @@ class StateCollector(Collector):
         nodes = GaugeMetricFamily(
             "suanli_nodes", "Accelerator nodes by vendor and health.", labels=["vendor", "health"]
         )
-        with self.lock():
-            phases = Tally(self.view.job_phases())
-            free: Tally[tuple[str, str]] = Tally()
-            allocated: Tally[tuple[str, str]] = Tally()
-            unhealthy: Tally[tuple[str, str]] = Tally()
-            health: Tally[tuple[str, str]] = Tally()
-            for node in self.view.inventory.nodes():
-                state = self.view.inventory.state(node.name)
-                pool = (node.vendor, node.model)
-                idle = state.free_cards if state is not None and node.schedulable else 0
-                broken = max(node.cards - node.usable_cards, 0)
-                free[pool] += idle
-                unhealthy[pool] += broken
-                allocated[pool] += max(node.usable_cards - (state.free_cards if state else 0), 0)
-                health[
-                    (
-                        node.vendor,
-                        "healthy"
-                        if not broken and node.schedulable
-                        else "degraded"
-                        if node.schedulable
-                        else "unschedulable",
-                    )
-                ] += 1
+        phases = self.view.job_phases()
+        inventory = self.view.metrics_inventory()
+        free: Tally[tuple[str, str]] = Tally()
+        allocated: Tally[tuple[str, str]] = Tally()
+        unhealthy: Tally[tuple[str, str]] = Tally()
+        health: Tally[tuple[str, str]] = Tally()
+        for node in inventory.nodes():
+            state = inventory.state(node.name)
+            pool = (node.vendor, node.model)
+            idle = state.free_cards if state is not None and node.schedulable else 0
+            broken = max(node.cards - node.usable_cards, 0)
+            free[pool] += idle
+            unhealthy[pool] += broken
+            allocated[pool] += max(node.usable_cards - (state.free_cards if state else 0), 0)
+            health[
+                (
+                    node.vendor,
+                    "healthy"
+                    if not broken and node.schedulable
+                    else "degraded"
+                    if node.schedulable
+                    else "unschedulable",
+                )
+            ] += 1
         for phase in ("Pending", "Scheduling", "Running", "Restarting", "Succeeded", "Failed"):
             jobs.add_metric([phase], phases.get(phase, 0))
         for state_name, tally in (("free", free), ("allocated", allocated), ("unhealthy", unhealthy)):

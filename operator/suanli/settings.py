@@ -22,8 +22,8 @@ class OperatorSettings:
     """Gangs bound at once. Planning stays serial; binding is API-bound, so overlapping a few gangs keeps
     the API server busy instead of waiting on round trips one gang at a time."""
     peering: str | None = None
-    """kopf peering name shared by the replicas; when set, the engine also holds the Lease
-    `<peering>-engine` (namespace POD_NAMESPACE) and only the holder plans and binds."""
+    """Leader-election name shared by the replicas: when set, only the holder of the Lease
+    `<peering>-engine` (namespace POD_NAMESPACE) plans, binds and writes."""
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off (tests run several operators at once)."""
     preemption: bool = True
@@ -31,6 +31,10 @@ class OperatorSettings:
     preempt by default too); off, priority only orders the queue."""
     request_timeout_seconds: float = 30.0
     """Per API request; a hung connection must not stall the scheduler forever."""
+    delete_grace_seconds: int | None = None
+    """Grace period when a restarted, preempted or finished gang's pods are deleted; None keeps each pod's own
+    terminationGracePeriodSeconds (30 s by default), so training code can write a last checkpoint. Their
+    cards count as held until the pods are really gone, so a new gang never lands on exiting containers."""
     inventory: InventorySettings = field(default_factory=InventorySettings)
 
     @classmethod
@@ -43,6 +47,7 @@ class OperatorSettings:
             metrics_port=int(os.environ.get("SUANLI_METRICS_PORT", cls.metrics_port)),
             peering=os.environ.get("SUANLI_PEERING") or None,
             preemption=_flag(os.environ.get("SUANLI_PREEMPTION"), cls.preemption),
+            delete_grace_seconds=_grace(os.environ.get("SUANLI_DELETE_GRACE_SECONDS")),
         )
 
 
@@ -56,3 +61,15 @@ def _flag(value: str | None, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"SUANLI_PREEMPTION={value!r}: use true or false")
+
+
+def _grace(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        raise ValueError(f"SUANLI_DELETE_GRACE_SECONDS={value!r}: use whole seconds >= 0, or leave it unset")
+    return seconds

@@ -1,4 +1,4 @@
-"""Two operator replicas with kopf peering: exactly one engine schedules; the standby takes over."""
+"""Two operator replicas with leader election: exactly one engine schedules; the standby takes over."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import Kubectl, wait_for
+from .conftest import wait_for
 from .operator_harness import OperatorProcess, create_job, delete_nodes, job_manifest, job_pods, make_fleet, phase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,22 +18,12 @@ PEERING = "suanli-leader-test"
 
 
 @pytest.fixture
-def peering(kubectl: Kubectl, crds_applied: list[str]) -> str:
-    kubectl("apply", "--server-side", "-f", str(ROOT / "helm/suanli/crds/kopf.dev_clusterkopfpeerings.yaml"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev")
-    kubectl(
-        "apply", "-f", "-", input=f"apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata:\n  name: {PEERING}\n"
-    )
-    return PEERING
-
-
-@pytest.fixture
-def replicas(cluster: Any, peering: str) -> Iterator[list[OperatorProcess]]:
+def replicas(cluster: Any, crds_applied: list[str]) -> Iterator[list[OperatorProcess]]:
     procs = [
         OperatorProcess(
             cluster.kubeconfig,
             cluster.dir / f"leader-{i}-{uuid.uuid4().hex[:4]}.log",
-            extra_args=("--peering", peering, "--priority", str(10 - i)),
+            extra_args=("--leader-election", PEERING),
             env={"POD_NAME": f"replica-{i}", "POD_NAMESPACE": "default"},
         )
         for i in range(2)
@@ -64,7 +54,7 @@ def test_only_the_lease_holder_schedules_and_a_standby_takes_over(
         leader = replicas[int(holder.rsplit("-", 1)[1])]
         leader.kill()
         create_job(api_client, namespace, job_manifest("second", ["nvidia"], replicas=2, simulate=None))
-        # The Lease (15 s) and the dead peer's kopf record (20 s) must both expire first.
+        # The Lease (15 s, by the standby's own clock) must expire first.
         wait_for(lambda: phase(api_client, namespace, "second") == "Running", 120, what="the standby to take over")
         new_holder = coordination.read_namespaced_lease(f"{PEERING}-engine", "default").spec.holder_identity
         assert new_holder != holder

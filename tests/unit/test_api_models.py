@@ -83,6 +83,7 @@ def test_wire_format_is_camel_case_and_round_trips() -> None:
         "NodeLost",
         "AcceleratorUnhealthy",
         "Preempted",
+        "ReplicaLost",
     ]
     assert "queue" not in wire  # unset optionals stay off the wire
     assert not any("_" in key for key in _all_keys(wire))

@@ -1,8 +1,5 @@
-"""Fault injection in the engine: API failures mid-gang must leave no partial gang and no leaked capacity.
-
-The Kubernetes client is replaced by in-memory fakes that fail on command; everything else (inventory,
-planner, rendering, phase machine) is the real code.
-"""
+"""The engine under faults, with an in-memory API (fake_kube.py) and everything else real: cache, queue,
+scheduling cycle, binder, phase machine, status writer. Each test feeds the engine as its watches would."""
 
 from __future__ import annotations
 
@@ -17,232 +14,438 @@ from kubernetes.client.exceptions import ApiException
 from suanli.controller.engine import Controller
 from suanli.settings import OperatorSettings
 
+from .fake_kube import FakeKube
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from fleet import node_dict
 
+Obj = dict[str, Any]
 
-class FakeKube:
-    """Just enough of the engine's KubeApi: pods, bindings, job statuses; the rest is accepted."""
 
-    def __init__(self) -> None:
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self.binds = 0
-        self.fail_bind_at: int | None = None
-        self.deleted: list[str] = []
-        self.statuses: list[dict[str, Any]] = []
-        self.created: list[str] = []
-
-    def create(self, ns: str, plural: str, body: dict[str, Any]) -> None:
-        self.created.append(plural)
-        if plural != "pods":
-            return
-        key = (ns, body["metadata"]["name"])
-        if key in self.pods:
-            raise ApiException(status=409, reason="AlreadyExists")
-        self.pods[key] = body
-
-    def bind(self, ns: str, pod: str, node: str) -> None:
-        self.binds += 1
-        if self.fail_bind_at is not None and self.binds == self.fail_bind_at:
-            raise ApiException(status=500, reason="etcdserver: request timed out")
-        self.pods[(ns, pod)]["spec"]["nodeName"] = node
-
-    def delete_pod(self, ns: str, name: str) -> None:
-        if self.pods.pop((ns, name), None) is None:
-            raise ApiException(status=404, reason="NotFound")
-        self.deleted.append(name)
-
-    def patch_job_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
-        self.statuses.append(status)
+def make_engine(settings: OperatorSettings | None = None) -> tuple[Controller, FakeKube]:
+    fake = FakeKube()
+    engine = Controller(client.ApiClient(client.Configuration()), settings, kube=fake)  # type: ignore[arg-type]
+    for i in range(4):
+        engine.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
+    return engine, fake
 
 
 @pytest.fixture
-def engine() -> Controller:
-    controller = Controller(client.ApiClient(client.Configuration()))
-    controller.kube = FakeKube()  # type: ignore[assignment]
-    for i in range(4):
-        controller.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
-    return controller
+def setup() -> tuple[Controller, FakeKube]:
+    return make_engine()
 
 
-def job(name: str = "gang", replicas: int = 4, priority: int = 0) -> dict[str, Any]:
+def job(name: str = "gang", replicas: int = 4, priority: int = 0, **spec: Any) -> Obj:
     return {
         "apiVersion": "suanli.io/v1alpha1",
         "kind": "AITrainingJob",
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
                      "creationTimestamp": "2026-11-25T12:00:00Z"},
         "spec": {"replicas": replicas, "acceleratorsPerReplica": 8,
-                 "candidates": [{"vendor": "nvidia", "model": "H100", "image": "img"}], "priority": priority},
+                 "candidates": [{"vendor": "nvidia", "model": "H100", "image": "img"}], "priority": priority, **spec},
         "status": {"phase": "Pending"},
     }
 
 
-def free_cards(engine: Controller) -> int:
-    return sum(state.free_cards for n in engine.inventory.nodes() if (state := engine.inventory.state(n.name)))
+def submit(engine: Controller, fake: FakeKube, *bodies: Obj) -> None:
+    for body in bodies:
+        engine.on_job("ADDED", fake.put_job(body))
 
 
-def test_gang_binds_whole(engine: Controller) -> None:
-    engine.on_job("ADDED", job())
+def sync(engine: Controller, fake: FakeKube, pod_phase: str | None = "Running") -> None:
+    """What the watches would deliver now: every job and pod as stored (pods in `pod_phase` once bound),
+    and every pod deleted since the last sync."""
+    for obj in fake.gone:
+        if obj.get("kind") == "Pod":
+            engine.on_pod("DELETED", obj)
+    fake.gone.clear()
+    for (plural, _, _), obj in list(fake.objects.items()):
+        if plural == "aitrainingjobs":
+            engine.on_job("MODIFIED", obj)
+        elif plural == "pods":
+            pod = {**obj, "status": {"phase": pod_phase}} if obj["spec"].get("nodeName") and pod_phase else obj
+            engine.on_pod("MODIFIED", pod)
+
+
+def cycle(engine: Controller, fake: FakeKube, pod_phase: str | None = "Running") -> None:
+    """One round: schedule, bind, report back, run the job workers."""
     engine.schedule()
     engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    assert len(fake.pods) == 4 and all(p["spec"].get("nodeName") for p in fake.pods.values())
-    phases = [s["phase"] for s in engine.kube.statuses]  # type: ignore[attr-defined]
-    assert phases == ["Scheduling", "Running"], "the plan is persisted before pods are created"
+    sync(engine, fake, pod_phase)
+    engine.reconcile_queued()
+    engine.drain()
+    sync(engine, fake, pod_phase)
+
+
+def free_cards(engine: Controller) -> int:
+    inv = engine.inventory
+    return sum(state.free_cards for n in inv.nodes() if (state := inv.state(n.name)))
+
+
+def phase(fake: FakeKube, name: str) -> str | None:
+    return (fake.job("ns", name).get("status") or {}).get("phase")
+
+
+def test_gang_binds_whole_and_the_plan_is_persisted_first(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job())
+    engine.schedule()
+    engine.drain()
+    assert len(fake.pods()) == 4 and all(p["spec"].get("nodeName") for p in fake.pods().values())
+    assert [s["phase"] for s in fake.status_log] == ["Scheduling", "Running"]
+    first_pod = next(i for i, c in enumerate(fake.calls) if c[1] == "pods")
+    first_status = next(i for i, c in enumerate(fake.calls) if c[1] == "aitrainingjobs/status")
+    assert first_status < first_pod, "the plan is persisted before any pod exists"
     assert free_cards(engine) == 0
 
 
-def test_bind_failure_midway_rolls_back_the_whole_gang(engine: Controller) -> None:
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    fake.fail_bind_at = 3
-    engine.on_job("ADDED", job())
+def test_bind_failure_midway_rolls_back_the_whole_gang_and_backs_off(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    binds = iter(range(100))
+    timeout = ApiException(status=500, reason="etcdserver: request timed out")
+    fake.fail = lambda verb, plural, name: timeout if verb == "bind" and next(binds) == 2 else None
+    submit(engine, fake, job())
     engine.schedule()
     engine.drain()
-    assert fake.pods == {}, "no pod of a half-bound gang survives"
-    assert sorted(fake.deleted) == [f"gang-g0-{i}" for i in range(4)]
-    last = engine.kube.statuses[-1]  # type: ignore[attr-defined]
+    assert fake.pods() == {}, "no pod of a half-bound gang survives"
+    last = fake.status_log[-1]
     assert last["phase"] == "Pending" and last["reason"] == "BindFailed" and last["placement"] == []
     assert "etcdserver: request timed out" in last["message"]
-    assert free_cards(engine) == 32, "the plan's reservation is released"
+    assert free_cards(engine) == 32, "the assumption is forgotten"
     assert engine.metrics.bind_failures._value.get() == 1
 
-    fake.fail_bind_at = None
-    engine.on_job("MODIFIED", {**job(), "status": last})
+    fake.fail = lambda *_: None
+    sync(engine, fake)
     engine.schedule()
     engine.drain()
-    assert fake.pods == {}, "a gang that just failed to bind backs off instead of spinning"
-    engine._retry_at.clear()
+    assert fake.pods() == {}, "a gang that just failed to bind backs off instead of spinning"
+    engine.scheduler._retry_at.clear()
     engine.schedule()
     engine.drain()
-    assert len(fake.pods) == 4 and engine.kube.statuses[-1]["phase"] == "Running"  # type: ignore[attr-defined]
+    assert len(fake.pods()) == 4 and fake.status_log[-1]["phase"] == "Running"
 
 
-def test_competing_gangs_in_one_pass_never_share_cards(engine: Controller) -> None:
-    engine.on_job("ADDED", job("a", replicas=3))
-    engine.on_job("ADDED", job("b", replicas=3))
+def test_competing_gangs_in_one_cycle_never_share_cards(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job("a", replicas=3), job("b", replicas=3))
     engine.schedule()
     engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
     by_job: dict[str, int] = {}
-    for (_, name) in fake.pods:
+    for name in fake.pods():
         by_job[name.split("-g")[0]] = by_job.get(name.split("-g")[0], 0) + 1
     assert sorted(by_job.values()) == [3], "one gang whole, the other holds nothing"
-    waiting = [s for s in engine.kube.statuses if s.get("reason") == "Unschedulable"]  # type: ignore[attr-defined]
+    waiting = [s for s in fake.status_log if s.get("reason") == "Unschedulable"]
     assert waiting and "no room" in waiting[0]["message"]
 
 
-def test_unready_node_is_not_used_and_its_gang_is_judged_lost(engine: Controller) -> None:
-    lost = node_dict("n0", 1, "r0", "z0", "region-a")
-    lost["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
-    engine.on_node("MODIFIED", lost)
-    engine.on_job("ADDED", job(replicas=3))
-    engine.schedule()
-    engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    assert all(p["spec"]["nodeName"] != "n0" for p in fake.pods.values())
-    assert engine._verdict("n0").value == "Lost"
-
-
-def test_higher_priority_gang_goes_first_when_only_one_fits(engine: Controller) -> None:
-    low = job("low", replicas=3)
+def test_higher_priority_gang_goes_first_when_only_one_fits(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
     high = job("high", replicas=3, priority=10)
     high["metadata"]["creationTimestamp"] = "2026-11-25T12:05:00Z"  # newer, yet first
-    engine.on_job("ADDED", low)
-    engine.on_job("ADDED", high)
+    submit(engine, fake, job("low", replicas=3), high)
     engine.schedule()
     engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    assert {name.split("-g")[0] for (_, name) in fake.pods} == {"high"}
+    assert {name.split("-g")[0] for name in fake.pods()} == {"high"}
 
 
-def test_a_client_side_error_rolls_back_and_backs_off(engine: Controller) -> None:
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
+def test_a_job_the_planner_cannot_handle_fails_alone(setup: tuple[Controller, FakeKube]) -> None:
+    """cpu "-1" passes older CRDs; it must not stop the next job from scheduling."""
+    engine, fake = setup
+    bad = job("bad", replicas=1)
+    bad["spec"]["template"] = {"resources": {"requests": {"cpu": "-1"}}}
+    good = job("good", replicas=1)
+    good["metadata"]["creationTimestamp"] = "2026-11-25T12:05:00Z"
+    submit(engine, fake, bad, good)
+    cycle(engine, fake)
+    assert phase(fake, "good") == "Running"
+    status = fake.job("ns", "bad")["status"]
+    assert status["phase"] == "Pending" and status["reason"] == "InvalidSpec"
+    assert "spec.template.resources.requests.cpu" in status["message"]
+    writes = len(fake.status_log)
+    cycle(engine, fake)
+    assert len(fake.status_log) == writes, "the same refusal is not written again"
 
-    def refuse(ns: str, pod: str, node: str) -> None:
-        raise ValueError("Input should be a valid string")
 
-    fake.bind = refuse  # type: ignore[method-assign]
-    engine.on_job("ADDED", job())
+def test_a_planner_crash_on_one_job_does_not_stop_the_others(
+    setup: tuple[Controller, FakeKube], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, fake = setup
+    import suanli.controller.scheduler as scheduler
+
+    real = scheduler.plan
+
+    def plan(inventory: Any, request: Any) -> Any:
+        if request.key == "ns/cursed":
+            raise ZeroDivisionError("a planner bug")
+        return real(inventory, request)
+
+    monkeypatch.setattr(scheduler, "plan", plan)
+    submit(engine, fake, job("cursed", replicas=1, priority=5), job("fine", replicas=1))
+    cycle(engine, fake)
+    assert phase(fake, "fine") == "Running"
+    cursed = fake.job("ns", "cursed")["status"]
+    assert cursed["reason"] == "InvalidSpec" and "a planner bug" in cursed["message"]
+
+
+def test_a_name_that_cannot_be_a_hostname_is_refused_once(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job("a.b", replicas=1), job("x" * 62, replicas=1))
+    for _ in range(3):
+        cycle(engine, fake)
+    assert fake.pods() == {}
+    for name in ("a.b", "x" * 62):
+        status = fake.job("ns", name)["status"]
+        assert status["reason"] == "InvalidSpec" and "DNS-1035" in status["message"]
+    assert len(fake.status_log) == 2, "one refusal each, no retry loop"
+
+
+def test_a_deleted_replica_restarts_the_whole_gang(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    assert phase(fake, "gang") == "Running"
+    gone = fake.objects.pop(("pods", "ns", "gang-g0-1"))
+    engine.on_pod("DELETED", gone)
+    engine.reconcile_queued()
+    status = fake.job("ns", "gang")["status"]
+    assert status["phase"] == "Restarting" and status["reason"] == "ReplicaLost" and status["restarts"] == 1
+    assert "gang-g0-1" in status["message"]
+    assert [d[1] for d in fake.deletes] == ["gang-g0-0"], "the rest of the gang goes too"
+    assert fake.deletes[0][2] is None, "gracefully: the pod's own grace period"
+
+
+def test_an_evicted_replica_being_deleted_counts_as_lost(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    pod = fake.objects[("pods", "ns", "gang-g0-0")]
+    evicted = {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": "2026-11-25T12:10:00Z",
+                                   "resourceVersion": "999999"}, "status": {"phase": "Running"}}
+    engine.on_pod("MODIFIED", evicted)
+    engine.reconcile_queued()
+    assert fake.job("ns", "gang")["status"]["reason"] == "ReplicaLost"
+
+
+def test_terminating_pods_keep_their_cards_until_gone(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job(replicas=4))
+    cycle(engine, fake)
+    old = {name: dict(p) for name, p in fake.pods().items()}
+    fake.objects.pop(("pods", "ns", "gang-g0-3"))
+    engine.on_pod("DELETED", old["gang-g0-3"])
+    engine.reconcile_queued()  # restart: the other three are deleted gracefully
+    assert fake.job("ns", "gang")["status"]["phase"] == "Restarting"
+    for name in ("gang-g0-0", "gang-g0-1", "gang-g0-2"):  # the watch shows them terminating, still there
+        pod = old[name]
+        engine.on_pod("MODIFIED", {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": "x",
+                                                       "resourceVersion": "999999"},
+                                   "status": {"phase": "Running"}})
     engine.schedule()
     engine.drain()
-    assert fake.pods == {} and free_cards(engine) == 32
-    assert engine.kube.statuses[-1]["reason"] == "BindFailed"  # type: ignore[attr-defined]
-    assert engine._held(("ns", "gang"))
+    assert not any(n.startswith("gang-g1") for n in fake.pods()), "the new gang waits for the cards"
+    for name in ("gang-g0-0", "gang-g0-1", "gang-g0-2"):
+        engine.on_pod("DELETED", old[name])
+    sync(engine, fake)
+    engine.schedule()
+    engine.drain()
+    assert sorted(n for n in fake.pods() if n.startswith("gang-g1")) == [f"gang-g1-{i}" for i in range(4)]
 
 
-def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(engine: Controller) -> None:
+def test_a_strangers_pod_naming_our_scheduler_holds_nothing(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    warned: list[str] = []
+    engine.cache.on_stranger = lambda pod: warned.append(pod["metadata"]["name"])
+    squatter = {
+        "metadata": {"name": "squat", "namespace": "other", "uid": "s1", "resourceVersion": "5",
+                     "annotations": {"suanli.io/planned-node": "n0"}},
+        "spec": {"schedulerName": "suanli", "containers": [
+            {"name": "c", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]},
+        "status": {"phase": "Pending"},
+    }
+    engine.on_pod("ADDED", squatter)
+    engine.on_pod("MODIFIED", {**squatter, "metadata": {**squatter["metadata"], "resourceVersion": "6"}})
+    assert free_cards(engine) == 32
+    assert warned == ["squat"], "reported once"
+    submit(engine, fake, job(replicas=4))
+    cycle(engine, fake)
+    assert phase(fake, "gang") == "Running"
+
+
+def test_a_late_watch_event_does_not_undo_our_status(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    body = job(replicas=1)
+    submit(engine, fake, body)
+    stale = fake.job("ns", "gang")
+    engine.schedule()
+    engine.drain()
+    engine.on_job("MODIFIED", stale)  # the watch delivers the job as it was before our writes
+    assert engine.cache.job(("ns", "gang"))["status"]["phase"] == "Running"
+    engine.schedule()
+    engine.drain()
+    assert fake.bindings == 1, "the running gang is not planned again"
+
+
+def test_a_status_conflict_rereads_and_decides_again(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    # Someone changes the job behind the cache's back (a newer version the watch has not delivered).
+    stored = fake.objects[("aitrainingjobs", "ns", "gang")]
+    stored["metadata"]["resourceVersion"] = "500000"
+    pod = fake.objects.pop(("pods", "ns", "gang-g0-0"))
+    engine.on_pod("DELETED", pod)
+    with pytest.raises(Exception, match="changed since"):
+        engine.reconcile_queued()
+    assert engine.cache.job(("ns", "gang"))["metadata"]["resourceVersion"] == "500000", "re-read after the 409"
+    engine.queue.add(("ns", "gang"))
+    engine.reconcile_queued()
+    assert fake.job("ns", "gang")["status"]["reason"] == "ReplicaLost"
+
+
+def test_a_resumed_gang_reserves_its_cards_before_anything_is_planned(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    resumed = job("resumed", replicas=2)
+    resumed["status"] = {"phase": "Scheduling", "placement": [
+        {"replica": 0, "node": "n0"}, {"replica": 1, "node": "n1"}], "candidateIndex": 0, "vendor": "nvidia",
+        "model": "H100"}
+    newcomer = job("newcomer", replicas=4, priority=100)
+    submit(engine, fake, resumed, newcomer)
+    engine.schedule()
+    engine.drain()
+    assert {p["spec"]["nodeName"] for n, p in fake.pods().items() if n.startswith("resumed")} == {"n0", "n1"}
+    assert not any(n.startswith("newcomer") for n in fake.pods()), "n0 and n1 were the resumed gang's"
+    assert phase(fake, "resumed") == "Running"
+
+
+def test_a_job_deleted_while_binding_leaves_nothing_behind(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job(replicas=4))
+    created = 0
+
+    def delete_job_midway(verb: str, plural: str, name: str) -> None:
+        nonlocal created
+        if verb == "create" and plural == "pods":
+            created += 1
+            if created == 2:
+                gone = fake.objects.pop(("aitrainingjobs", "ns", "gang"))
+                engine.on_job("DELETED", gone)
+
+    fake.after = delete_job_midway
+    engine.schedule()
+    engine.drain()
+    assert fake.pods() == {}, "pods made before and after the deletion are removed"
+    assert ("services", "ns", "gang") not in fake.objects
+    sync(engine, fake)
+    assert free_cards(engine) == 32, "nothing is held once the watch has seen the pods go"
+    assert ("ns", "gang") not in engine.scheduler._tried and not engine.cache.assumed(("ns", "gang"))
+
+
+def test_preemption_restarts_the_lowest_gang_without_using_up_its_restarts(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    low = job("low", replicas=2, failurePolicy={"maxRestarts": 0})
+    submit(engine, fake, low, job("mid", replicas=2, priority=5))
+    cycle(engine, fake)
+    submit(engine, fake, job("urgent", replicas=2, priority=10))
+    cycle(engine, fake)
+    assert sorted(d[1] for d in fake.deletes) == ["low-g0-0", "low-g0-1"], "only the lowest-priority gang, whole"
+    status = fake.job("ns", "low")["status"]
+    assert status["phase"] == "Restarting" and status["reason"] == "Preempted"
+    assert status["preemptions"] == 1 and status["restarts"] == 0, "maxRestarts 0, yet it restarts"
+    assert "preempted by ns/urgent (priority 10)" in status["message"]
+    assert fake.job("ns", "urgent")["status"]["reason"] == "Preempting"
+    cycle(engine, fake)
+    assert {n.split("-g")[0] for n in fake.pods()} == {"mid", "urgent"}
+    assert engine.metrics.restarts.labels("ns", "Preempted")._value.get() == 1
+
+
+def test_preemption_can_be_turned_off() -> None:
+    engine, fake = make_engine(OperatorSettings(preemption=False))
+    submit(engine, fake, job("low", replicas=4))
+    cycle(engine, fake)
+    submit(engine, fake, job("urgent", replicas=1, priority=10))
+    cycle(engine, fake)
+    assert fake.deletes == [] and fake.job("ns", "urgent")["status"]["reason"] == "Unschedulable"
+
+
+def test_an_adopted_pod_must_be_this_jobs(setup: tuple[Controller, FakeKube]) -> None:
+    """A pod of the same name made by someone else is never taken as ours."""
+    engine, fake = setup
+    fake.objects[("pods", "ns", "gang-g0-0")] = {
+        "metadata": {"name": "gang-g0-0", "namespace": "ns", "uid": "impostor", "resourceVersion": "1"},
+        "spec": {"containers": []},
+    }
+    submit(engine, fake, job(replicas=2))
+    engine.schedule()
+    engine.drain()
+    assert fake.job("ns", "gang")["status"]["reason"] == "BindFailed"
+    assert "does not belong to this job" in fake.job("ns", "gang")["status"]["message"]
+    assert ("pods", "ns", "gang-g0-0") in fake.objects, "the stranger's pod is not deleted"
+
+
+def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    engine, fake = setup
     for i in range(2):
         engine.on_node("ADDED", node_dict(f"a{i}", 0, "r1", "z0", "region-a"))
     body = job("elastic", replicas=6)
     body["spec"]["allowMixedVendors"] = True
     body["spec"]["candidates"] = [{"vendor": "nvidia", "image": "cuda"}, {"vendor": "huawei", "image": "cann"}]
-    engine.on_job("ADDED", body)
+    submit(engine, fake, body)
     engine.schedule()
     engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    placed = next(s for s in fake.statuses if s["phase"] == "Scheduling")
+    placed = next(s for s in fake.status_log if s["phase"] == "Scheduling")
     assert placed["vendor"] is None and placed["model"] == "mixed"
     assert "4 H100 (nvidia) + 2 Ascend910B (huawei)" in placed["message"]
     by_node = {r["node"]: r["candidateIndex"] for r in placed["placement"]}
     assert by_node == {"n0": 0, "n1": 0, "n2": 0, "n3": 0, "a0": 1, "a1": 1}
-    images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods.values()}
+    images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods().values()}
     assert images == {n: ("cuda" if n.startswith("n") else "cann") for n in by_node}
-    assert fake.statuses[-1]["phase"] == "Running" and "configmaps" not in fake.created, "no HCCL table for a mix"
-    ascend = [p["spec"] for p in fake.pods.values() if p["spec"]["nodeName"].startswith("a")]
-    assert ascend and all(not spec.get("volumes") for spec in ascend), "so no Ascend pod mounts one"
-    assert all("RANK_TABLE_FILE" not in {e["name"] for e in spec["containers"][0]["env"]} for spec in ascend)
+    assert fake.status_log[-1]["phase"] == "Running"
+    assert not any(c[1] == "configmaps" for c in fake.calls), "no HCCL table for a mix"
 
 
-def _run(engine: Controller, *jobs: dict[str, Any]) -> FakeKube:
-    """Submit `jobs`, bind what fits, and report the pods back as the pod watch would."""
-    for body in jobs:
-        engine.on_job("ADDED", body)
+def test_nodes_freed_by_preemption_are_held_for_the_preempting_job(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    submit(engine, fake, job("low", replicas=2), job("mid", replicas=2, priority=5))
+    cycle(engine, fake)
+    low_nodes = {p["spec"]["nodeName"] for n, p in fake.pods().items() if n.startswith("low")}
+    submit(engine, fake, job("urgent", replicas=2, priority=10))
+    engine.schedule()
+    engine.reconcile_queued()  # the victim's worker restarts it; its pods are deleted (gracefully)
+    deleted = [d[1] for d in fake.deletes]
+    assert sorted(deleted) == ["low-g0-0", "low-g0-1"]
+    # The watch reports one victim pod gone; the other is still terminating.
+    engine.on_pod("DELETED", {"metadata": {"name": deleted[0], "namespace": "ns",
+                                           "ownerReferences": [{"kind": "AITrainingJob", "controller": True,
+                                                                "apiVersion": "suanli.io/v1alpha1",
+                                                                "uid": "uid-low"}]}})
+    submit(engine, fake, job("tiny", replicas=1))  # would fit on the node just freed
     engine.schedule()
     engine.drain()
-    fake: FakeKube = engine.kube  # type: ignore[assignment]
-    for pod in fake.pods.values():
-        engine.on_pod("MODIFIED", {**pod, "status": {"phase": "Running"}})
-    return fake
-
-
-def test_a_higher_priority_gang_preempts_the_lowest_whole_gang_and_then_runs(engine: Controller) -> None:
-    _run(engine, job("low", replicas=2), job("mid", replicas=2, priority=5))
-    fake = _run(engine, job("urgent", replicas=2, priority=10))
-    assert sorted(fake.deleted) == ["low-g0-0", "low-g0-1"], "only the lowest-priority gang, whole"
-    low = next(s for s in fake.statuses if s.get("reason") == "Preempted")
-    assert low["phase"] == "Restarting" and "preempted by ns/urgent (priority 10)" in low["message"]
-    waiting = fake.statuses[-1]
-    assert waiting["phase"] == "Pending" and waiting["reason"] == "Preempting" and "ns/low" in waiting["message"]
-    engine.schedule()
-    assert sorted(fake.deleted) == ["low-g0-0", "low-g0-1"], "no second round while the victims' pods go"
-    for name in fake.deleted:
-        engine.on_pod("DELETED", {"metadata": {"name": name, "namespace": "ns", "labels": {}}})
-    engine.schedule()
-    engine.drain()
-    assert {n.split("-g")[0] for (_, n) in fake.pods} == {"mid", "urgent"}
-    assert engine.metrics.restarts.labels("ns", "Preempted")._value.get() == 1
-
-
-def test_preemption_can_be_turned_off(engine: Controller) -> None:
-    engine.settings = OperatorSettings(preemption=False)
-    _run(engine, job("low", replicas=4))
-    fake = _run(engine, job("urgent", replicas=1, priority=10))
-    assert fake.deleted == [] and fake.statuses[-1]["reason"] == "Unschedulable"
-
-
-def test_nodes_freed_by_preemption_are_held_for_the_preempting_job(engine: Controller) -> None:
-    fake = _run(engine, job("low", replicas=2), job("mid", replicas=2, priority=5))
-    low_nodes = {p["spec"]["nodeName"] for (_, n), p in fake.pods.items() if n.startswith("low")}
-    _run(engine, job("urgent", replicas=2, priority=10))
-    assert len(fake.deleted) == 2
-    first, second = fake.deleted
-    engine.on_pod("DELETED", {"metadata": {"name": first, "namespace": "ns", "labels": {}}})
-    fake = _run(engine, job("tiny", replicas=1))  # would fit on the node just freed
-    assert not any(n.startswith("tiny") for (_, n) in fake.pods), "held for urgent"
-    tiny = next(s for s in reversed(fake.statuses) if s.get("reason") == "Unschedulable")
+    assert not any(n.startswith("tiny") for n in fake.pods()), "held for urgent"
+    tiny = fake.job("ns", "tiny")["status"]
     assert "held for a preempting job" in tiny["message"]
-    engine.on_pod("DELETED", {"metadata": {"name": second, "namespace": "ns", "labels": {}}})
+    engine.on_pod("DELETED", {"metadata": {"name": deleted[1], "namespace": "ns"}})
+    sync(engine, fake)
     engine.schedule()
     engine.drain()
-    urgent = {p["spec"]["nodeName"] for (_, n), p in fake.pods.items() if n.startswith("urgent")}
+    urgent = {p["spec"]["nodeName"] for n, p in fake.pods().items() if n.startswith("urgent")}
     assert urgent == low_nodes
+
+
+def test_per_job_state_goes_with_the_job(setup: tuple[Controller, FakeKube]) -> None:
+    engine, fake = setup
+    fake.fail = lambda verb, plural, name: ApiException(status=403, reason="Forbidden") if verb == "bind" else None
+    submit(engine, fake, job(replicas=1))
+    engine.schedule()
+    engine.drain()
+    key = ("ns", "gang")
+    assert engine.scheduler._retry_at.get(key)
+    gone = fake.objects.pop(("aitrainingjobs", "ns", "gang"))
+    engine.on_job("DELETED", gone)
+    engine.reconcile_queued()
+    for state in (engine.scheduler._retry_at, engine.scheduler._failures, engine.scheduler._tried,
+                  engine.scheduler._preempting):
+        assert key not in state
+    assert engine.queue.failures(key) == 0 and engine.cache.job(key) is None

@@ -12,13 +12,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from suanli.controller.kubeapi import KubeApi
+from suanli.controller.kubeapi import KubeApi, NotLeader
 
 
 class Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, Any]] = []
-    replies: dict[str, tuple[int, dict[str, Any]]] = {}
+    replies: dict[str, Any] = {}
     observed: list[tuple[str, str, int]] = []
+    slept: list[float] = []
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -26,15 +27,25 @@ class Recorder(BaseHTTPRequestHandler):
         self.seen.append({"method": self.command, "path": self.path, "body": body,
                           "content_type": self.headers.get("Content-Type"),
                           "auth": self.headers.get("Authorization")})
-        status, reply = self.replies.get(f"{self.command} {self.path}", (201, {"kind": "Status"}))
+        self.seen[-1]["user_agent"] = self.headers.get("User-Agent")
+        scripted = self.replies.get(f"{self.command} {self.path}", (201, {"kind": "Status"}))
+        if isinstance(scripted, list):  # one reply per attempt, the last one repeated
+            scripted = scripted.pop(0) if len(scripted) > 1 else scripted[0]
+        if scripted == "reset":
+            self.connection.shutdown(2)  # the connection drops before any answer
+            self.close_connection = True
+            return
+        status, reply, *extra = scripted
         data = json.dumps(reply).encode()
         self.send_response(status)
+        for header, value in (extra[0] if extra else {}).items():
+            self.send_header(header, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PATCH = do_DELETE = _handle
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
 
     def log_message(self, *args: Any) -> None: ...
 
@@ -48,7 +59,10 @@ def api() -> Iterator[tuple[KubeApi, type[Recorder]]]:
     cfg = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
     cfg.api_key = {"authorization": "tok"}
     cfg.api_key_prefix = {"authorization": "Bearer"}
-    yield KubeApi(client.ApiClient(cfg), timeout=5, observe=lambda *call: Recorder.observed.append(call)), Recorder
+    Recorder.slept = []
+    kube = KubeApi(client.ApiClient(cfg), timeout=5, observe=lambda *call: Recorder.observed.append(call),
+                   user_agent="suanli/replica-0", sleep=Recorder.slept.append)
+    yield kube, Recorder
     server.shutdown()
 
 
@@ -57,7 +71,7 @@ def test_calls_go_where_the_typed_client_would_send_them(api: tuple[KubeApi, typ
     kube.create("team-a", "pods", {"metadata": {"name": "p"}})
     kube.bind("team-a", "p", "node-1")
     kube.patch_job_status("team-a", "job", {"phase": "Running", "message": None})
-    kube.delete_pod("team-a", "p")
+    kube.delete("team-a", "pods", "p", grace_seconds=0, uid="u1")
     kube.delete_job("team-a", "job")
     kube.merge_patch("team-a", "configmaps", "rt", {"data": {"a": "b"}})
     calls = [(c["method"], c["path"]) for c in seen.seen]
@@ -76,6 +90,7 @@ def test_calls_go_where_the_typed_client_would_send_them(api: tuple[KubeApi, typ
     assert status["content_type"] == "application/merge-patch+json"
     assert status["body"] == {"status": {"phase": "Running", "message": None}}, "None clears the field"
     assert seen.seen[3]["body"]["gracePeriodSeconds"] == 0
+    assert seen.seen[3]["body"]["preconditions"] == {"uid": "u1"}, "only that incarnation of the name"
     assert seen.seen[4]["body"]["propagationPolicy"] == "Background"
     assert [o[:2] for o in seen.observed] == [("create", "pods"), ("create", "pods/binding"),
                                              ("patch", "aitrainingjobs/status"), ("delete", "pods"),
@@ -91,3 +106,59 @@ def test_errors_are_api_exceptions_with_the_status_and_reads_decode(api: tuple[K
     assert err.value.status == 409 and "AlreadyExists" in str(err.value.body)
     assert kube.read("ns", "pods", "p") == {"spec": {"nodeName": "n1"}}
     assert seen.observed == [("create", "pods", 409), ("get", "pods", 200)], "failures are counted with their code"
+
+
+def test_429_500_and_resets_are_retried_with_back_off_honouring_retry_after(
+    api: tuple[KubeApi, type[Recorder]],
+) -> None:
+    kube, seen = api
+    path = "POST /api/v1/namespaces/ns/pods/p/binding"
+    seen.replies[path] = [(429, {}, {"Retry-After": "1"}), (500, {}), "reset", (503, {}), (201, {})]
+    kube.bind("ns", "p", "n1")
+    assert [o[2] for o in seen.observed] == [429, 500, 0, 503, 201]
+    assert len(seen.slept) == 4 and seen.slept[0] >= 1.0, "Retry-After is honoured"
+    assert all(0 <= s <= 2.0 for s in seen.slept[1:]), "jittered back-off, capped"
+
+
+def test_retries_stop_after_the_last_attempt_and_client_errors_are_not_retried(
+    api: tuple[KubeApi, type[Recorder]],
+) -> None:
+    kube, seen = api
+    seen.replies["POST /api/v1/namespaces/ns/pods"] = [(503, {"message": "unavailable"})]
+    with pytest.raises(ApiException) as err:
+        kube.create("ns", "pods", {"metadata": {"name": "p"}})
+    assert err.value.status == 503 and len(seen.seen) == 6
+    seen.seen.clear()
+    seen.replies["POST /api/v1/namespaces/ns/services"] = (422, {"message": "invalid"})
+    with pytest.raises(ApiException) as err:
+        kube.create("ns", "services", {"metadata": {"name": "s"}})
+    assert err.value.status == 422 and len(seen.seen) == 1, "a refusal is final"
+
+
+def test_the_fence_refuses_writes_once_leadership_lapses(api: tuple[KubeApi, type[Recorder]]) -> None:
+    kube, seen = api
+    leading = [True]
+    kube.guard = lambda: leading[0]
+    kube.create("ns", "pods", {"metadata": {"name": "p"}})
+    leading[0] = False
+    with pytest.raises(NotLeader):
+        kube.create("ns", "pods", {"metadata": {"name": "q"}})
+    assert kube.read("ns", "pods", "p") is not None, "reads need no leadership"
+    assert [c["method"] for c in seen.seen] == ["POST", "GET"], "the refused write never reached the server"
+
+
+def test_the_fence_is_checked_again_when_the_bytes_go_out(api: tuple[KubeApi, type[Recorder]]) -> None:
+    """A replica that passed the first check and then froze (SIGSTOP) must not send once it has lapsed."""
+    kube, seen = api
+    answers = iter([True, False])  # allowed when deciding, lapsed by the time the request is sent
+    kube.guard = lambda: next(answers, False)
+    with pytest.raises(NotLeader):
+        kube.create("ns", "pods", {"metadata": {"name": "p"}})
+    assert seen.seen == []
+
+
+def test_requests_say_which_replica_sent_them(api: tuple[KubeApi, type[Recorder]]) -> None:
+    kube, seen = api
+    kube.patch_job_status("ns", "j", {"phase": "Running"}, resource_version="42")
+    assert seen.seen[0]["user_agent"] == "suanli/replica-0"
+    assert seen.seen[0]["body"]["metadata"] == {"resourceVersion": "42"}, "optimistic concurrency"

@@ -7,6 +7,7 @@ depending on what is free — the thing no peer scheduler models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from .base import (
     Message,
     ModelName,
     NodeName,
-    Quantity,
+    ResourceQuantity,
     ShortText,
     Timestamp,
     Vendor,
@@ -38,6 +39,26 @@ MAX_CANDIDATES = 16
 MAX_RESTARTS = 1000
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 DEFAULT_RENDEZVOUS_PORT = 29500
+MAX_NAME_LENGTH = 52
+"""A job's name becomes its Service's name and, as `<name>-<replica>`, its pods' hostnames (DNS-1035
+labels of at most 63 characters); 52 leaves room for `-g<generation>-<replica>` in pod names too."""
+_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_RULE = {
+    "rule": f"self.metadata.name.matches('{_NAME_PATTERN}') && size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+    "message": (
+        f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters (lower-case letters, "
+        "digits and '-', starting with a letter, no dots): it names the job's Service and its pods' "
+        "hostnames; rename the job"
+    ),
+    "reason": "FieldValueInvalid",
+}
+
+
+def name_problem(name: str) -> str | None:
+    """The Python twin of NAME_RULE: None when `name` is usable, else what is wrong and the fix."""
+    if len(name) <= MAX_NAME_LENGTH and re.match(_NAME_PATTERN, name):
+        return None
+    return f"metadata.name {name!r} is not usable: " + NAME_RULE["message"]
 
 # Ascend servers wire their NPUs in HCCS rings, so only some card counts per replica get full
 # bandwidth: 910/910B in 1, 2, 4 or all 8 cards of a server; 910C (dual-die) in pairs up to the 16
@@ -83,7 +104,11 @@ class RestartEvent(StrEnum):
     ACCELERATOR_UNHEALTHY = "AcceleratorUnhealthy"
     """The node agent marked a device of the gang unhealthy."""
     PREEMPTED = "Preempted"
-    """A higher-priority job took the gang's accelerators."""
+    """A higher-priority job took the gang's accelerators (counted in status.preemptions, not against
+    maxRestarts)."""
+    REPLICA_LOST = "ReplicaLost"
+    """A replica's pod disappeared or is being deleted by someone else: `kubectl delete`, an eviction, a
+    node drain, or another scheduler's preemption."""
 
 
 class JobPhase(StrEnum):
@@ -162,9 +187,9 @@ class Resources(ApiModel):
     ``acceleratorsPerReplica``.
     """
 
-    requests: Annotated[dict[str, Quantity], Field(max_length=16)] = Field(default_factory=dict)
+    requests: Annotated[dict[str, ResourceQuantity], Field(max_length=16)] = Field(default_factory=dict)
     """Resources the scheduler reserves, e.g. {cpu: 32, memory: 256Gi}."""
-    limits: Annotated[dict[str, Quantity], Field(max_length=16)] = Field(default_factory=dict)
+    limits: Annotated[dict[str, ResourceQuantity], Field(max_length=16)] = Field(default_factory=dict)
     """Hard caps, e.g. {memory: 512Gi}."""
 
     @rule(
@@ -247,7 +272,7 @@ class ReplicaTemplate(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     """Environment variables, added to the rendezvous variables the operator sets (MASTER_ADDR,
-    WORLD_SIZE, RANK, ...); the operator's own variables win on conflict."""
+    WORLD_SIZE, RANK, ...); on a name conflict the variable set here wins."""
     resources: Resources = Field(default_factory=Resources)
     """CPU and memory per replica."""
     volumes: Annotated[list[Volume], Field(max_length=64)] = Field(
@@ -294,8 +319,9 @@ class Topology(ApiModel):
     """The gang must fit inside one domain of this level or it stays pending: node (all replicas on
     one node), rack, zone or region. Omit for no constraint."""
     preferred: TopologyLevel | None = None
-    """Try to fit the gang inside one domain of this level first, falling back up to ``required``.
-    Must be no wider than ``required``. The planner always packs as tightly as it can."""
+    """The level the gang should fit in; status.message says whether the placement met it. It does not
+    change the choice: the planner always takes the narrowest domain that holds the gang (up to
+    ``required``). Must be no wider than ``required``."""
 
     @rule(
         f"!has(self.required) || !has(self.preferred) || {_CEL_LEVEL_RANK}[self.preferred] <= "
@@ -325,7 +351,7 @@ class FailurePolicy(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "set", "default": [e.value for e in RestartEvent]},
     )
     """Events that restart the gang; any other failure fails the job at once. Default: all of
-    PodFailed, NodeLost, AcceleratorUnhealthy and Preempted. An empty list never restarts."""
+    PodFailed, NodeLost, AcceleratorUnhealthy, Preempted and ReplicaLost. An empty list never restarts."""
 
 
 class AITrainingJobSpec(ApiModel):
@@ -357,9 +383,11 @@ class AITrainingJobSpec(ApiModel):
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy, json_schema_extra={"default": {}})
     """When and how often to restart the gang."""
     queue: DnsLabel | None = None
-    """Queue the job waits in; omit for the default queue."""
+    """A label for grouping jobs (kubectl get --field-selector spec.queue=...). No queue objects exist
+    yet: every job waits in one queue, ordered by priority, then age."""
     priority: Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0
-    """Order within the queue, higher first (-1000..1000); may preempt lower-priority jobs."""
+    """Order in the queue, higher first (-1000..1000); a job that cannot fit may preempt running gangs
+    of strictly lower priority."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     """Delete the job this many seconds after it succeeds or fails; omit to keep it."""
     rendezvous_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_RENDEZVOUS_PORT
@@ -441,7 +469,8 @@ class ReplicaPlacement(ApiModel):
     """Index in spec.candidates of the accelerator this replica runs on (differs per replica only
     with allowMixedVendors)."""
     link_domain: ShortText | None = None
-    """Accelerator interconnect domain of the node (NVLink clique, HCCS super-pod)."""
+    """The in-node link domains (HCCS rings, NVLink groups) the replica's cards come from, as their
+    indices on the node joined by '+', e.g. 0+1; empty when the node has one domain."""
     rack: ShortText | None = None
     """Rack of the node."""
     zone: ShortText | None = None
@@ -487,9 +516,11 @@ class AITrainingJobStatus(ApiModel):
     span: Span | None = None
     """Distinct nodes, racks, zones and regions the placement covers."""
     ready_replicas: Annotated[int, Field(ge=0)] = 0
-    """Replicas whose pods are running and ready."""
+    """Replicas of the current gang whose pods are in phase Running (finished ones are not counted)."""
     restarts: Annotated[int, Field(ge=0)] = 0
-    """Gang restarts so far (compared with failurePolicy.maxRestarts)."""
+    """Gang restarts caused by failures so far (compared with failurePolicy.maxRestarts)."""
+    preemptions: Annotated[int, Field(ge=0)] = 0
+    """Times a higher-priority job preempted the gang; these do not count against maxRestarts."""
     start_time: Timestamp | None = None
     """When the whole gang first ran."""
     completion_time: Timestamp | None = None
@@ -497,7 +528,10 @@ class AITrainingJobStatus(ApiModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """metadata.generation this status reflects."""
     reason: Annotated[str, Field(max_length=1024)] | None = None
-    """CamelCase reason for the current phase, e.g. InsufficientAccelerators while pending."""
+    """CamelCase reason for the current phase: while Pending, Unschedulable (no room; the message says
+    why per candidate), Preempting (waiting for preempted gangs to go), BindFailed (rolled back, will
+    re-plan) or InvalidSpec (the message names the field and the fix); Placed and Bound while starting;
+    the restart event (PodFailed, NodeLost, ...) while Restarting."""
     message: Message | None = None
     """Why the job is where it is, for humans: e.g. which candidates were tried and why none fit."""
     bad_nodes: Annotated[list[NodeName], Field(max_length=1024)] = Field(
@@ -509,6 +543,11 @@ class AITrainingJobStatus(ApiModel):
     )
     """Nodes the gang ran on before its last restart: the restarted gang prefers their node, rack, zone or
     region (warm image and data caches) when that domain holds it no wider than elsewhere."""
+
+    @property
+    def generation(self) -> int:
+        """The current gang's number (the `-g<n>-` in its pods' names): one per restart or preemption."""
+        return self.restarts + self.preemptions
 
 
 class AITrainingJob(ApiModel):

@@ -237,6 +237,39 @@ Quantity = Annotated[
 ]
 """A Kubernetes resource quantity (``4``, ``500m``, ``16Gi``), as in a container's resources."""
 
+RESOURCE_QUANTITY_PATTERN = (
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]{1,2}))?$"
+)
+_RESOURCE_QUANTITY_RE = re.compile(RESOURCE_QUANTITY_PATTERN)
+
+
+def _check_resource_quantity(value: int | str) -> int | str:
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"{value!r} is not a resource amount: write a non-negative number, e.g. 4, 500m or 16Gi")
+    if isinstance(value, str) and not _RESOURCE_QUANTITY_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a resource amount: write a non-negative quantity with at most a two-digit "
+            "exponent, e.g. 4, 500m, 16Gi or 1e3"
+        )
+    return value
+
+
+ResourceQuantity = Annotated[
+    int | str,
+    AfterValidator(_check_resource_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 0,
+            "pattern": RESOURCE_QUANTITY_PATTERN,
+        }
+    ),
+]
+"""A container resource request or limit: a quantity that can be valid (non-negative, sane exponent), so
+the API server refuses `-1` or `1e999999` instead of the scheduler meeting them."""
+
 
 def _utc_seconds(value: datetime) -> str:
     # metav1.Time has second precision; writing the same keeps status patches idempotent.

@@ -151,7 +151,7 @@ def object_schema(info: KindInfo) -> Schema:
     """The CRD's ``openAPIV3Schema``: apiVersion, kind, metadata, spec and status."""
     spec = model_schema(info.spec)
     status = model_schema(info.status)
-    return {
+    schema: Schema = {
         "description": " ".join((info.model.__doc__ or info.kind).split()),
         "type": "object",
         "required": ["spec"],
@@ -159,13 +159,17 @@ def object_schema(info: KindInfo) -> Schema:
             "apiVersion": {
                 "description": "Versioned schema of this object; the server converts older versions.",
                 "type": "string",
+                "maxLength": 253,
             },
-            "kind": {"description": "REST resource this object represents.", "type": "string"},
+            "kind": {"description": "REST resource this object represents.", "type": "string", "maxLength": 63},
             "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },
     }
+    if info.object_rules:
+        schema["x-kubernetes-validations"] = [dict(r) for r in info.object_rules]
+    return schema
 
 
 # --- the structural checker -----------------------------------------------------------------------

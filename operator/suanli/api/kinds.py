@@ -52,6 +52,8 @@ class KindInfo:
     printer_columns: tuple[PrinterColumn, ...] = ()
     selectable_fields: tuple[str, ...] = ()
     """JSON paths usable with ``kubectl get --field-selector`` (string, integer or boolean fields)."""
+    object_rules: tuple[dict[str, str], ...] = ()
+    """CEL rules on the whole object (x-kubernetes-validations at the root), e.g. on metadata.name."""
     group: str = GROUP
     version: str = VERSION
 
@@ -89,6 +91,7 @@ AITRAININGJOB = KindInfo(
         AGE,
     ),
     selectable_fields=(".spec.queue", ".status.phase", ".status.vendor"),
+    object_rules=(aj.NAME_RULE,),
 )
 
 ACCELERATORNODE = KindInfo(

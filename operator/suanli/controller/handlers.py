@@ -1,17 +1,23 @@
-"""kopf wiring: watch nodes, pods and jobs, feed the engine, expose health. No decisions are made here."""
+"""kopf wiring: start and stop the engine, expose its liveness. No decisions are made here.
+
+kopf runs the process (start-up and clean-up hooks, the liveness endpoint) standalone. The engine does not
+use kopf's watch handlers or its peering: it feeds itself with plain list+watch (informer.py — kopf's
+per-event machinery cost a large share of the operator's CPU for what is a dictionary update) and elects its
+leader with a Lease checked before every write (leader.py — kopf peering pauses handlers, but cannot stop a
+write already decided in another thread).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
 
 import kopf
 from kubernetes import client, config
 
 from ..settings import OperatorSettings
-from .engine import Controller
+from .engine import Controller, identity
 from .leader import LeaseElector
 
 
@@ -19,28 +25,22 @@ from .leader import LeaseElector
 def configure(
     settings: kopf.OperatorSettings, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
-    # Watches are long polls: let the server end them before our client gives up on them.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
-    # A dead peer's record pauses the standby's job watch until it expires: keep that close to the engine
-    # Lease (15 s), not kopf's default minute, so a failover does not leave new jobs unseen for long.
-    settings.peering.lifetime = 20
     ours = OperatorSettings.from_env()
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
-    # A kept-alive connection for every thread that may call at once (API pool, gang and job workers,
-    # kopf's own): beyond the pool size urllib3 opens and drops extra connections, a TLS handshake each.
+    # A kept-alive connection for every thread that may call at once (request pool, gang and job workers,
+    # status writers, events, the feeds): beyond the pool size urllib3 drops connections, a TLS handshake each.
     cfg.connection_pool_maxsize = ours.bind_workers + 2 * ours.gang_workers + 16
     api = client.ApiClient(cfg)
+    me = identity()
+    api.user_agent = f"suanli/{me}"
     elector = None
     if ours.peering:
-        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        elector = LeaseElector(api, os.environ.get("POD_NAMESPACE", "default"), f"{ours.peering}-engine", identity)
+        elector = LeaseElector(api, os.environ.get("POD_NAMESPACE", "default"), f"{ours.peering}-engine", me)
     controller = Controller(api, ours, elector=elector)
     controller.check_api()
     controller.start_feeds()
@@ -56,10 +56,6 @@ def shutdown(memo: Any, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         controller.stop()
-
-
-# No watch handlers: nodes, pods and jobs reach the engine through its own list+watch feeds
-# (controller/informer.py). kopf runs the process: start-up and clean-up, liveness probes, peering.
 
 
 @kopf.on.probe(id="engine")

@@ -38,8 +38,10 @@ class Informer:
     """Feeds `handler(event_type, object)` from `list_fn` (a cluster-wide list call of the typed client)."""
 
     def __init__(self, kind: str, list_fn: Callable[..., Any], handler: Handler,
-                 watch_timeout_seconds: int = 300) -> None:
+                 watch_timeout_seconds: int = 300, observe_lag: Callable[[float], None] | None = None) -> None:
         self.kind = kind
+        self.observe_lag = observe_lag
+        """Called with the seconds from each watch event's arrival to its handler returning."""
         self.list_fn = list_fn
         self.handler = handler
         self.watch_timeout = watch_timeout_seconds
@@ -95,6 +97,7 @@ class Informer:
             for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
                     return version
+                arrived = time.monotonic()
                 event = json.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
@@ -109,6 +112,8 @@ class Informer:
                 else:
                     self._known[_key(obj)] = _stub(obj)
                 self.handler(kind, obj)
+                if self.observe_lag is not None:
+                    self.observe_lag(time.monotonic() - arrived)
         finally:
             resp.release_conn()
         return version

@@ -1,17 +1,24 @@
-"""The engine's API calls as plain JSON over the official client's connection pool.
+"""The engine's API calls as plain JSON, with per-request retries and a leadership fence.
 
-The generated client (kubernetes 37) validates every call's arguments with pydantic, walks the body to
-sanitise it and builds typed models from every response. For a gang that is a few milliseconds of CPU per
-pod create, bind, status patch and event — at 1,600 pods the largest share of the operator's CPU, taken
-from the API server it shares a control-plane node with. These calls need none of it: the engine already
-holds plain dicts and reads nothing back but the status code. The same configuration, TLS, client
-certificates, proxy and bearer-token refresh apply; errors are the client's ApiException, so callers and
-fault-injection fakes see what the typed client would raise.
+Plain JSON: the generated client (kubernetes 37) validates every call's arguments with pydantic and builds
+typed models from every response — at 1,600 pods the largest share of the operator's CPU. These calls
+need none of it. The same configuration, TLS, client certificates, proxy and bearer-token refresh apply;
+errors are the client's ApiException, so callers and fault-injection fakes see what the typed client raises.
+
+Retries: one 429, 5xx, reset connection or timeout among a gang's 2N calls must not roll the whole gang
+back, so each request is retried with capped, jittered exponential back-off, honouring Retry-After, as
+client-go does. Callers see only what is left after the retries.
+
+Fence: every request first asks `guard` (the Lease elector) whether this replica may still write, and asks
+it again right before the request's first byte goes out on the socket — after any wait for a pooled
+connection or the GIL — so a replica frozen (SIGSTOP, a long GC pause) after deciding to write cannot send
+that write once its leadership has lapsed.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -21,17 +28,57 @@ from urllib.parse import quote, urlencode
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTClientObject
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..api.aitrainingjob import PLURAL
 from ..api.base import GROUP, VERSION
 
 Body = dict[str, Any]
+Guard = Callable[[], bool]
 _AUTH_TTL_S = 1.0
 """How long auth headers are reused: refresh hooks (exec plugins, rotated in-cluster tokens) still run
 every second, not on every call."""
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_VERBS = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": "get", "PUT": "update"}
 
 
-_VERBS = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "GET": "get"}
+class NotLeader(RuntimeError):
+    """This replica's leadership lapsed: the write was not sent, and nothing else may be written."""
+
+
+_fence = threading.local()
+"""The guard of the request this thread is sending (the connection classes below read it)."""
+
+
+def _check_fence_of(guard: Guard | None) -> None:
+    if guard is not None and not guard():
+        raise NotLeader("leadership lapsed before the request was sent")
+
+
+def _check_fence() -> None:
+    _check_fence_of(getattr(_fence, "guard", None))
+
+
+class _FencedHTTPConnection(HTTPConnection):
+    def send(self, data: Any) -> None:
+        _check_fence()
+        super().send(data)
+
+
+class _FencedHTTPSConnection(HTTPSConnection):
+    def send(self, data: Any) -> None:
+        _check_fence()
+        super().send(data)
+
+
+class _FencedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _FencedHTTPConnection
+
+
+class _FencedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _FencedHTTPSConnection
 
 
 def _q(segment: str) -> str:
@@ -44,19 +91,46 @@ def _resource(path: str) -> str:
     return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
 
 
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from the API server; fall back to our own back-off
+
+
 class KubeApi:
     """Create, bind, patch and delete what the engine owns; one instance per operator."""
 
     def __init__(
-        self, api: client.ApiClient, timeout: float, observe: Callable[[str, str, int], None] | None = None
+        self,
+        api: client.ApiClient,
+        timeout: float,
+        observe: Callable[[str, str, int], None] | None = None,
+        *,
+        guard: Guard | None = None,
+        user_agent: str | None = None,
+        attempts: int = 6,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._config = api.configuration
-        self._pool = api.rest_client.pool_manager
+        # A pool of our own (same TLS, proxy and credentials) whose connections check the fence.
+        self._pool = RESTClientObject(self._config).pool_manager
+        self._pool.pool_classes_by_scheme = {"http": _FencedHTTPConnectionPool, "https": _FencedHTTPSConnectionPool}
         self._host = str(self._config.host).rstrip("/")
         self._base_headers = {**api.default_headers, "Accept": "application/json"}
+        if user_agent:
+            self._base_headers["User-Agent"] = user_agent
         self._timeout = timeout
         self._observe = observe
-        """Called with (verb, resource, HTTP code or 0) after every request: the API-request metric."""
+        """Called with (verb, resource, HTTP code or 0) after every attempt: the API-request metric."""
+        self.guard = guard
+        self._attempts = attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
         self._auth_lock = threading.Lock()
         self._auth: tuple[float, dict[str, str]] = (float("-inf"), {})
 
@@ -75,6 +149,11 @@ class KubeApi:
                 self._auth = (now, headers)
             return headers
 
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential back-off, at least Retry-After when the server names one."""
+        backoff = random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt))
+        return max(backoff, min(retry_after, 10.0)) if retry_after is not None else backoff
+
     def request(
         self,
         method: str,
@@ -85,39 +164,56 @@ class KubeApi:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> Body | None:
-        """One call; the decoded response for GET, None otherwise. Raises ApiException on any non-2xx."""
+        """One call, retried on 429/5xx/reset/timeout; the decoded response body (None if empty).
+
+        Raises ApiException with the last status on a non-2xx answer (status 0 when no answer came back
+        after every attempt), or NotLeader when the fence refuses the write.
+        """
         url = self._host + path + ("?" + urlencode(query) if query else "")
-        headers = {**self._base_headers, **self._auth_headers()}
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body, separators=(",", ":")).encode()
-        code = 0
-        try:
-            resp = self._pool.request(
-                method,
-                url,
-                body=data,
-                headers=headers,
-                timeout=urllib3.Timeout(total=timeout or self._timeout),
-                preload_content=True,
-            )
-            code = resp.status
-        finally:
-            if self._observe is not None:
-                self._observe(_VERBS.get(method, method.lower()), _resource(path), code)
-        if not 200 <= resp.status < 300:
-            raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
-        if method == "GET":
-            decoded: Body = json.loads(resp.data)
-            return decoded
-        return None
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        verb, resource = _VERBS.get(method, method.lower()), _resource(path)
+        fenced = method != "GET"
+        for attempt in range(self._attempts):
+            if fenced:
+                _check_fence_of(self.guard)
+            headers = {**self._base_headers, **self._auth_headers()}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            code, retry_after = 0, None
+            _fence.guard = self.guard if fenced else None
+            try:
+                resp = self._pool.request(
+                    method,
+                    url,
+                    body=data,
+                    headers=headers,
+                    timeout=urllib3.Timeout(total=timeout or self._timeout),
+                    retries=False,
+                    preload_content=True,
+                )
+                code = resp.status
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                error: ApiException = ApiException(status=0, reason=f"{type(exc).__name__}: {exc}")
+            else:
+                if 200 <= code < 300:
+                    return json.loads(resp.data) if resp.data else None
+                error = ApiException(status=code, reason=resp.reason, body=resp.data.decode(errors="replace"))
+                retry_after = _retry_after(resp)
+            finally:
+                _fence.guard = None
+                if self._observe is not None:
+                    self._observe(verb, resource, code)
+            if code not in RETRYABLE_STATUS and code != 0:
+                raise error
+            if attempt + 1 < self._attempts:
+                self._sleep(self._delay(attempt, retry_after))
+        raise error
 
     # -- the calls the engine makes ----------------------------------------------------------------
 
-    def create(self, ns: str, plural: str, body: Body) -> None:
-        """POST a core/v1 object (pods, services, configmaps, events)."""
-        self.request("POST", f"/api/v1/namespaces/{_q(ns)}/{plural}", body)
+    def create(self, ns: str, plural: str, body: Body) -> Body:
+        """POST a core/v1 object (pods, services, configmaps, events); returns the stored object."""
+        return self.request("POST", f"/api/v1/namespaces/{_q(ns)}/{plural}", body) or {}
 
     def bind(self, ns: str, pod: str, node: str) -> None:
         self.request(
@@ -132,39 +228,59 @@ class KubeApi:
         )
 
     def read(self, ns: str, plural: str, name: str) -> Body:
-        found = self.request("GET", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}")
-        assert found is not None
-        return found
+        return self.request("GET", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}") or {}
 
-    def merge_patch(self, ns: str, plural: str, name: str, patch: Body) -> None:
-        self.request(
-            "PATCH",
-            f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}",
-            patch,
-            content_type="application/merge-patch+json",
+    def replace(self, ns: str, plural: str, name: str, body: Body) -> Body:
+        """PUT a core/v1 object; with metadata.resourceVersion set, a 409 says someone changed it first."""
+        return self.request("PUT", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}", body) or {}
+
+    def merge_patch(self, ns: str, plural: str, name: str, patch: Body) -> Body:
+        return (
+            self.request(
+                "PATCH",
+                f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}",
+                patch,
+                content_type="application/merge-patch+json",
+            )
+            or {}
         )
 
-    def delete_pod(self, ns: str, name: str) -> None:
-        """Delete now (grace 0): a gang being rolled back or restarted must free its cards at once."""
-        self.request(
-            "DELETE",
-            f"/api/v1/namespaces/{_q(ns)}/pods/{_q(name)}",
-            {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+    def delete(self, ns: str, plural: str, name: str, grace_seconds: int | None = None,
+               uid: str | None = None) -> None:
+        """Delete a core/v1 object; `grace_seconds` None keeps the pod's own terminationGracePeriodSeconds,
+        and `uid` makes the delete apply only to that incarnation of the name."""
+        options: Body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            options["gracePeriodSeconds"] = grace_seconds
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        self.request("DELETE", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}", options)
+
+    def read_job(self, ns: str, name: str) -> Body:
+        return self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}/{_q(name)}") or {}
+
+    def patch_job_status(self, ns: str, name: str, status: Body, resource_version: str | None = None) -> Body:
+        """A merge patch of the status subresource; returns the stored job (its new resourceVersion).
+
+        None fields are sent as null and so cleared. With `resource_version`, the API server applies the
+        patch only to that version of the job (409 Conflict otherwise): optimistic concurrency.
+        """
+        patch: Body = {"status": status}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return (
+            self.request(
+                "PATCH",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}/{_q(name)}/status",
+                patch,
+                content_type="application/merge-patch+json",
+            )
+            or {}
         )
 
-    def patch_job_status(self, ns: str, name: str, status: Body) -> None:
-        """A merge patch of the status subresource: None fields are sent as null and so cleared."""
-        self.request(
-            "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}/{_q(name)}/status",
-            {"status": status},
-            content_type="application/merge-patch+json",
-        )
-
-    def delete_job(self, ns: str, name: str) -> None:
+    def delete_job(self, ns: str, name: str, uid: str | None = None) -> None:
         """Delete with background propagation: the garbage collector removes the owned pods and Service."""
-        self.request(
-            "DELETE",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}/{_q(name)}",
-            {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
-        )
+        options: Body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        self.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{_q(ns)}/{PLURAL}/{_q(name)}", options)

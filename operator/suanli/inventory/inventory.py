@@ -184,6 +184,23 @@ class Inventory:
     def __len__(self) -> int:
         return len(self._states)
 
+    def snapshot(self) -> Inventory:
+        """An independent copy to plan on while events keep changing this one (a scheduling cycle's view).
+
+        Node states and pod usages are immutable, so copying the indexes is enough: O(nodes + pods).
+        """
+        copy = Inventory.__new__(Inventory)
+        copy.settings = self.settings
+        copy._states = dict(self._states)
+        copy._skipped = dict(self._skipped)
+        copy._pods = dict(self._pods)
+        copy._by_node = {node: dict(pods) for node, pods in self._by_node.items()}
+        copy._pools = {pool: dict(members) for pool, members in self._pools.items()}
+        copy._available = {pool: dict(members) for pool, members in self._available.items()}
+        copy._fingerprints = dict(self._fingerprints)
+        copy.generation = self.generation
+        return copy
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _unbind(self, usage: PodUsage) -> None:

@@ -1,0 +1,288 @@
+"""The binder: turns a planned gang into bound pods, or rolls it back so no partial gang holds cards.
+
+Runs on a gang worker, off the scheduling cycle (Kueue's assume-then-apply-asynchronously): the cycle has
+already assumed the gang's cards in the cache. Steps, each safe to repeat after a crash:
+1. persist the plan in the job's status (Scheduling) — a restarted operator resumes it, never re-plans;
+2. the headless Service and, for an all-Ascend gang, the rank table reset for this generation;
+3. every pod created and then bound at once, pod by pod in parallel (a pod's bind does not wait for the
+   other pods' creates); objects that already exist are adopted only if this job's uid owns them;
+4. Running — or, if anything failed after the per-request retries, every pod deleted, the assumption
+   forgotten and the job back to Pending (BindFailed) with a back-off.
+A job deleted meanwhile is cleaned up (its pods, Service and rank table, by uid) and forgotten; a replica
+that lost leadership stops at once and writes nothing (the new leader resumes from the status).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from typing import Any, TypeVar
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import lifecycle
+from ..api.aitrainingjob import AITrainingJob, AITrainingJobStatus
+from ..metrics import Metrics
+from ..render import GangSlot, build_rank_table_config_map, build_service
+from ..render.gang import PLANNED_NODE_ANNOTATION, rank_table_name
+from ..settings import OperatorSettings
+from .cache import ClusterCache, JobKey, owner_uid
+from .kubeapi import KubeApi, NotLeader
+from .slots import as_reserved, has_rank_table, render_pods
+from .status import Conflict, StatusWriter
+
+log = logging.getLogger("suanli.binder")
+T = TypeVar("T")
+
+
+class BindError(RuntimeError):
+    """A pod or object of the gang could not be made where and as the plan says."""
+
+
+class JobGone(RuntimeError):
+    """The job was deleted (or re-created under the same name) while its gang was being bound."""
+
+
+class Binder:
+    def __init__(
+        self,
+        kube: KubeApi,
+        cache: ClusterCache,
+        writer: StatusWriter,
+        settings: OperatorSettings,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        on_done: Callable[[JobKey, str], None],
+    ) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.writer = writer
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.on_done = on_done
+        """Called with (job, outcome) when a gang's work ends: "bound", "failed" (rolled back: back off) or
+        "abandoned" (the job changed or went, or leadership lapsed: decide again from the fresh view)."""
+        self._gangs = ThreadPoolExecutor(settings.gang_workers, thread_name_prefix="suanli-gang")
+        self._requests = ThreadPoolExecutor(settings.bind_workers, thread_name_prefix="suanli-api")
+        self._inflight: dict[JobKey, Future[None]] = {}
+
+    def busy(self, key: JobKey) -> bool:
+        return key in self._inflight
+
+    def submit(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> None:
+        """Bind `job`'s gang on a gang worker; `plan` (a Scheduling status), when given, is persisted first.
+        The caller has assumed the gang's cards in the cache."""
+        key = (job.namespace, job.name)
+        future = self._gangs.submit(self._run, job, slots, plan)
+        self._inflight[key] = future
+        future.add_done_callback(lambda _: self._inflight.pop(key, None))
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for every gang being bound (tests, and a clean shutdown)."""
+        wait(list(self._inflight.values()), timeout=timeout)
+
+    def stop(self) -> None:
+        self._gangs.shutdown(wait=False, cancel_futures=True)
+        self._requests.shutdown(wait=False, cancel_futures=True)
+
+    # -- one gang ----------------------------------------------------------------------------------
+
+    def _run(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> None:
+        key = (job.namespace, job.name)
+        outcome = "abandoned"
+        try:
+            outcome = self._bind_gang(job, slots, plan)
+        except NotLeader:
+            log.info("gang %s/%s: leadership lapsed; stopping without writing", *key)
+            self.cache.forget(key)
+        except Exception:
+            log.exception("gang %s/%s: binding crashed; it is resumed from its status", *key)
+            self.cache.forget(key)
+            outcome = "failed"
+        finally:
+            self.on_done(key, outcome)
+
+    def _bind_gang(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> str:
+        key = (job.namespace, job.name)
+        uid = str(job.metadata.get("uid"))
+        if plan is not None:
+            t0 = time.monotonic()
+            try:
+                stored = self.writer.write(job, plan, ("Normal", "Placed", plan.message or ""))
+            except Conflict:
+                self.cache.forget(key)
+                return "abandoned"  # the job changed since it was planned: decide again from the new version
+            if stored is None:
+                self.cache.forget(key)
+                return "abandoned"
+            job = stored
+            log.debug("gang %s/%s: plan persisted in %.3fs", *key, time.monotonic() - t0)
+        pods = render_pods(job, slots, self.settings)
+        created: list[dict[str, Any]] = []
+        try:
+            self._check_alive(key, uid)
+            self._adopt_or_create(job.namespace, "services", build_service(job), uid)
+            if has_rank_table(slots):
+                self._reset_rank_table(job, slots)
+            self._parallel(lambda pod: self._create_and_bind(job, pod, uid, created), pods)
+            self._check_alive(key, uid)
+        except NotLeader:
+            raise
+        except JobGone:
+            log.info("gang %s/%s: job deleted while binding; removing what was made", *key)
+            self._clean_up(job, uid, created)
+            self.cache.forget(key)
+            return "abandoned"
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, ApiException) else str(exc)
+            log.warning("gang %s/%s failed to bind, rolling back: %s", *key, reason)
+            self._roll_back(job, created)
+            self.cache.forget(key)
+            self.metrics.bind_failures.inc()
+            self._write_quietly(job, lifecycle.bind_failed(job, str(reason), self.clock()),
+                                ("Warning", "BindFailed", str(reason)))
+            return "failed"
+        self.cache.finish(key)
+        now = self.clock()
+        status = lifecycle.bound(job, now)
+        if self._write_quietly(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound")):
+            span = job.status.span
+            self.metrics.gang_bound(
+                str(job.status.vendor or "mixed"),
+                (now - lifecycle.waiting_since(job, now)).total_seconds(),
+                {"rack": span.racks, "zone": span.zones, "region": span.regions} if span else {},
+            )
+        return "bound"
+
+    def _write_quietly(self, job: AITrainingJob, status: AITrainingJobStatus, *events: tuple[str, str, str]) -> bool:
+        """Write a status; a conflict or a vanished job is left to the next reconcile of the fresh version."""
+        try:
+            return self.writer.write(job, status, *events) is not None
+        except Conflict:
+            return False
+
+    def _check_alive(self, key: JobKey, uid: str) -> None:
+        if self.cache.uid_of(key) != uid:
+            raise JobGone(f"{key[0]}/{key[1]}")
+
+    def _create_and_bind(self, job: AITrainingJob, pod: dict[str, Any], uid: str, created: list[Any]) -> None:
+        ns, name = job.namespace, pod["metadata"]["name"]
+        node = pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]
+        self._check_alive((ns, job.name), uid)
+        stored = self._adopt_or_create(ns, "pods", pod, uid)
+        planned = ((stored.get("metadata") or {}).get("annotations") or {}).get(PLANNED_NODE_ANNOTATION)
+        if not (stored.get("spec") or {}).get("nodeName") and planned != node:
+            # Ours, left unbound by an earlier attempt planned elsewhere: its spec is stale, make it anew.
+            self.kube.delete(ns, "pods", name, grace_seconds=0, uid=stored["metadata"].get("uid"))
+            stored = self.kube.create(ns, "pods", pod)
+        created.append(stored or pod)
+        if stored:
+            self.cache.store_pod(stored)
+        if (stored.get("spec") or {}).get("nodeName") == node:
+            return  # adopted, already bound where planned (a resumed gang)
+        try:
+            self.kube.bind(ns, name, node)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Already bound (a resumed bind, or a retried one that had landed): fine only if it went where planned.
+            current = self.kube.read(ns, "pods", name)
+            bound_to = (current.get("spec") or {}).get("nodeName")
+            if bound_to != node:
+                raise BindError(f"pod {name} is bound to {bound_to}, not the planned {node}") from exc
+            self.cache.store_pod(current)
+            return
+        if stored:
+            self.cache.store_pod({**stored, "spec": {**stored["spec"], "nodeName": node}})
+
+    def _adopt_or_create(self, ns: str, plural: str, body: dict[str, Any], uid: str) -> dict[str, Any]:
+        """Create `body`; if its name is taken, use the existing object only if this job (uid) owns it."""
+        name = body["metadata"]["name"]
+        try:
+            return self.kube.create(ns, plural, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = self.kube.read(ns, plural, name)
+        if owner_uid(existing) != uid:
+            raise BindError(
+                f"{plural[:-1]} {ns}/{name} already exists and does not belong to this job: delete or rename it"
+            )
+        return existing
+
+    def _reset_rank_table(self, job: AITrainingJob, slots: list[GangSlot]) -> None:
+        """A new generation starts from an `initializing` table: never the previous gang's `completed` one."""
+        cm = build_rank_table_config_map(job, slots, {})
+        try:
+            self.kube.create(job.namespace, "configmaps", cm)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = self.kube.read(job.namespace, "configmaps", cm["metadata"]["name"])
+        if owner_uid(existing) != str(job.metadata.get("uid")):
+            raise BindError(f"configmap {job.namespace}/{cm['metadata']['name']} exists and is not this job's")
+        if existing.get("data") != cm["data"]:
+            self.kube.replace(job.namespace, "configmaps", cm["metadata"]["name"],
+                              {**cm, "metadata": {**cm["metadata"],
+                                                  "resourceVersion": existing["metadata"]["resourceVersion"]}})
+
+    def _roll_back(self, job: AITrainingJob, created: list[dict[str, Any]]) -> None:
+        """Delete every pod this gang made (by uid: never a stranger's pod of the same name); those never
+        bound hold nothing and go at once, bound ones get their grace period."""
+        def delete(pod: dict[str, Any]) -> None:
+            name = pod["metadata"]["name"]
+            seen = self.cache.pod(job.namespace, name)
+            grace = self.settings.delete_grace_seconds if seen and (seen.get("spec") or {}).get("nodeName") else 0
+            try:
+                self.kube.delete(job.namespace, "pods", name, grace_seconds=grace, uid=pod["metadata"].get("uid"))
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+        self._parallel(delete, created)
+
+    def _clean_up(self, job: AITrainingJob, uid: str, created: list[dict[str, Any]]) -> None:
+        """After the job's deletion: remove what this worker made (the garbage collector would, later).
+        Deletes carry the objects' own uids, so a job re-created under the same name loses nothing."""
+        items: list[tuple[str, str, str | None]] = [
+            ("pods", p["metadata"]["name"], p["metadata"].get("uid")) for p in created
+        ]
+        for plural, name in (("services", job.name), ("configmaps", rank_table_name(job.name))):
+            try:
+                found = self.kube.read(job.namespace, plural, name)
+            except ApiException:
+                continue
+            if owner_uid(found) == uid:
+                items.append((plural, name, found["metadata"].get("uid")))
+
+        def delete(item: tuple[str, str, str | None]) -> None:
+            try:
+                self.kube.delete(job.namespace, item[0], item[1], grace_seconds=0, uid=item[2])
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+        try:
+            self._parallel(delete, items)
+        except Exception as exc:
+            log.warning("cleaning up after deleted job %s/%s: %s (the garbage collector finishes it)",
+                        job.namespace, job.name, exc)
+
+    def _parallel(self, fn: Callable[[T], object], items: Iterable[T]) -> None:
+        """Run fn over items on the request pool; re-raise the first failure after all finish."""
+        futures = [self._requests.submit(fn, item) for item in items]
+        errors = [f.exception() for f in futures]
+        for err in errors:
+            if isinstance(err, NotLeader):
+                raise err
+        for err in errors:
+            if err is not None:
+                raise err
+
+
+def reserved(job: AITrainingJob, slots: list[GangSlot], settings: OperatorSettings) -> list[dict[str, Any]]:
+    """What assuming `job`'s gang holds: its pods as if bound to their planned nodes."""
+    return as_reserved(render_pods(job, slots, settings))

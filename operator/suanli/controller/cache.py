@@ -1,0 +1,294 @@
+"""The cluster cache: what the feeds have seen, plus the reservations the scheduler has assumed.
+
+Everything the engine decides from lives here, behind one short-held lock that no API call is ever made
+under. Three rules keep the view honest:
+- It never goes backwards: an event older (by resourceVersion) than what the cache holds is dropped, so a
+  late watch event cannot undo a status the engine has just written (the writer stores what the API
+  server answered) — kopf's rule of never deciding from a view older than one's own last write.
+- Only pods that Suanli created for an AITrainingJob that exists (controller owner reference with the
+  job's uid) belong to a job. A stranger's pod that merely names Suanli's scheduler holds nothing beyond
+  what it is bound to, and is reported once so the engine can say so on it.
+- A planned gang's cards are *assumed* (Kueue's assume/forget) from the moment it is planned until its
+  pods are bound: its pods count on their planned nodes even while the watch still shows them unbound.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..inventory import Inventory, InventorySettings
+from ..inventory.pods import PodKey
+
+JobKey = tuple[str, str]
+Obj = dict[str, Any]
+KIND = "AITrainingJob"
+
+
+def job_key(obj: Mapping[str, Any]) -> JobKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(meta["name"]))
+
+
+def _rv(obj: Mapping[str, Any]) -> int | None:
+    """resourceVersion as a number (etcd revisions are), or None when absent or opaque."""
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _stale(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether `new` is no newer than `old` (an event we have seen, or one older than our own write)."""
+    if old is None:
+        return False
+    a, b = _rv(new), _rv(old)
+    return a is not None and b is not None and a <= b
+
+
+def owner_uid(pod: Mapping[str, Any]) -> str | None:
+    """The uid of the AITrainingJob that controls this pod, if any."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        ours = str(ref.get("apiVersion", "")).startswith("suanli.io/")
+        if ref.get("kind") == KIND and ref.get("controller") and ours:
+            return str(ref.get("uid") or "") or None
+    return None
+
+
+def ready(node: Mapping[str, Any]) -> bool:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+@dataclass
+class Assumed:
+    """A planned gang whose pods count on their planned nodes until they are bound."""
+
+    uid: str
+    pods: dict[PodKey, Obj] = field(default_factory=dict)
+    """The gang's pods as rendered, with spec.nodeName set to the planned node."""
+
+
+class ClusterCache:
+    """Nodes, pods and jobs as last seen, the live inventory, and assumed reservations."""
+
+    def __init__(
+        self,
+        settings: InventorySettings | None = None,
+        scheduler_name: str = "suanli",
+        notify: Callable[[Iterable[JobKey]], None] = lambda keys: None,
+        on_stranger: Callable[[Obj], None] = lambda pod: None,
+        on_job_deleted: Callable[[JobKey], None] = lambda key: None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.inventory = Inventory(settings)
+        self.scheduler_name = scheduler_name
+        self.notify = notify
+        """Told which jobs an event concerns (outside the lock): the engine queues them."""
+        self.on_stranger = on_stranger
+        self.on_job_deleted = on_job_deleted
+        self._jobs: dict[JobKey, Obj] = {}
+        self._uids: dict[str, JobKey] = {}
+        self._pods: dict[PodKey, Obj] = {}
+        """Every pod's last-seen object (for resourceVersion ordering)."""
+        self._owned: dict[str, dict[str, Obj]] = {}
+        """Pods by owning job uid, then pod name: kept even before the job itself is seen."""
+        self._node_ready: dict[str, bool] = {}
+        self._assumed: dict[JobKey, Assumed] = {}
+        self._strangers: set[str] = set()
+        """Uids of stranger pods already reported."""
+
+    # -- feeds -------------------------------------------------------------------------------------
+
+    def on_node(self, event: str | None, node: Obj) -> None:
+        name = str(node["metadata"]["name"])
+        with self.lock:
+            before = (self._node_ready.get(name), self._usable(name))
+            if event == "DELETED":
+                self.inventory.remove_node(name)
+                self._node_ready.pop(name, None)
+            else:
+                self.inventory.upsert_node(node)
+                self._node_ready[name] = ready(node)
+            changed = before != (self._node_ready.get(name), self._usable(name))
+            keys = self._jobs_on(name) if changed else set()
+        self.notify(keys)
+
+    def on_pod(self, event: str | None, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        key: PodKey = (str(meta.get("namespace") or "default"), str(meta["name"]))
+        uid = owner_uid(pod)
+        stranger = False
+        with self.lock:
+            if event != "DELETED" and _stale(pod, self._pods.get(key)):
+                return
+            if event == "DELETED":
+                self._pods.pop(key, None)
+                self.inventory.remove_pod(*key)
+                self._strangers.discard(str(meta.get("uid")))
+                if uid is not None:
+                    owned = self._owned.get(uid)
+                    if owned is not None:
+                        owned.pop(key[1], None)
+                        if not owned:
+                            del self._owned[uid]
+            else:
+                self._pods[key] = pod
+                self.inventory.upsert_pod(self._as_assumed(key, pod))
+                if uid is not None:
+                    self._owned.setdefault(uid, {})[key[1]] = pod
+                stranger = self._is_stranger(pod, uid)
+            job = self._uids.get(uid) if uid is not None else None
+        if stranger:
+            self.on_stranger(pod)
+        if job is not None:
+            self.notify([job])
+
+    def on_job(self, event: str | None, job: Obj) -> None:
+        key = job_key(job)
+        uid = str((job.get("metadata") or {}).get("uid") or "")
+        with self.lock:
+            if event == "DELETED":
+                old = self._jobs.pop(key, None)
+                if old is not None:
+                    self._uids.pop(str(old["metadata"].get("uid") or ""), None)
+                self._forget(key)
+            else:
+                current = self._jobs.get(key)
+                if current is not None and current["metadata"].get("uid") == uid and _stale(job, current):
+                    return
+                if current is not None and current["metadata"].get("uid") != uid:
+                    self._uids.pop(str(current["metadata"].get("uid") or ""), None)
+                self._jobs[key] = job
+                self._uids[uid] = key
+        if event == "DELETED":
+            self.on_job_deleted(key)
+        self.notify([key])
+
+    def store_job(self, job: Obj) -> None:
+        """Record a job object the API server returned to one of our writes (newer than any event)."""
+        if job.get("metadata", {}).get("name"):
+            self.on_job("MODIFIED", job)
+
+    def store_pod(self, pod: Obj) -> None:
+        """Record a pod the API server returned to our create: the view then holds it before the watch does."""
+        if pod.get("metadata", {}).get("name"):
+            self.on_pod("MODIFIED", pod)
+
+    def _as_assumed(self, key: PodKey, pod: Obj) -> Obj:
+        """An unbound pod of an assumed gang still holds its planned node's cards."""
+        spec = pod.get("spec") or {}
+        if spec.get("nodeName"):
+            return pod
+        for gang in self._assumed.values():
+            planned = gang.pods.get(key)
+            if planned is not None and owner_uid(pod) == gang.uid:
+                return {**pod, "spec": {**spec, "nodeName": planned["spec"]["nodeName"]}}
+        return pod
+
+    def _is_stranger(self, pod: Obj, uid: str | None) -> bool:
+        spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
+        if spec.get("nodeName") or spec.get("schedulerName") != self.scheduler_name or meta.get("deletionTimestamp"):
+            return False
+        if uid is not None:
+            return False  # ours (or an orphan of a deleted job, which the garbage collector removes)
+        pod_uid = str(meta.get("uid") or "")
+        if pod_uid in self._strangers:
+            return False
+        self._strangers.add(pod_uid)
+        return True
+
+    def _usable(self, node: str) -> int | None:
+        found = self.inventory.get(node)
+        return found.usable_cards if found else None
+
+    def _jobs_on(self, node: str) -> set[JobKey]:
+        return {
+            self._uids[uid]
+            for uid, pods in self._owned.items()
+            if uid in self._uids and any((p.get("spec") or {}).get("nodeName") == node for p in pods.values())
+        }
+
+    # -- assume / forget ---------------------------------------------------------------------------
+
+    def assume(self, key: JobKey, uid: str, pods: Iterable[Obj]) -> None:
+        """Count a planned gang's pods on their planned nodes (they carry spec.nodeName) until bound."""
+        with self.lock:
+            gang = Assumed(uid, {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods})
+            self._assumed[key] = gang
+            for pod_key, planned in gang.pods.items():
+                seen = self._pods.get(pod_key)
+                if seen is None or not (seen.get("spec") or {}).get("nodeName"):
+                    self.inventory.upsert_pod(planned)
+
+    def finish(self, key: JobKey) -> None:
+        """The gang is bound: its pods now hold their cards through the feed like any bound pod."""
+        with self.lock:
+            self._assumed.pop(key, None)
+
+    def forget(self, key: JobKey) -> None:
+        """Drop a gang's assumption: its planned-but-unbound pods stop holding cards."""
+        with self.lock:
+            self._forget(key)
+
+    def _forget(self, key: JobKey) -> None:
+        gang = self._assumed.pop(key, None)
+        if gang is None:
+            return
+        for pod_key in gang.pods:
+            seen = self._pods.get(pod_key)
+            if seen is None:
+                self.inventory.remove_pod(*pod_key)
+            else:
+                self.inventory.upsert_pod(seen)
+
+    def assumed(self, key: JobKey) -> bool:
+        with self.lock:
+            return key in self._assumed
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def job(self, key: JobKey) -> Obj | None:
+        with self.lock:
+            return self._jobs.get(key)
+
+    def jobs(self) -> list[tuple[JobKey, Obj]]:
+        with self.lock:
+            return list(self._jobs.items())
+
+    def job_keys(self) -> list[JobKey]:
+        with self.lock:
+            return list(self._jobs)
+
+    def uid_of(self, key: JobKey) -> str | None:
+        with self.lock:
+            job = self._jobs.get(key)
+            return str(job["metadata"].get("uid")) if job is not None else None
+
+    def pods_of(self, uid: str) -> list[Obj]:
+        """The pods a job (by uid) owns, any generation."""
+        with self.lock:
+            return list(self._owned.get(uid, {}).values())
+
+    def pod(self, ns: str, name: str) -> Obj | None:
+        with self.lock:
+            return self._pods.get((ns, name))
+
+    def node_ready(self, name: str) -> bool:
+        with self.lock:
+            return self._node_ready.get(name, False)
+
+    def snapshot(self) -> Inventory:
+        """A private copy of the inventory for one scheduling cycle (O(nodes + pods) dict copies)."""
+        with self.lock:
+            return self.inventory.snapshot()
+
+    def phases(self) -> Counter[str]:
+        with self.lock:
+            return Counter(str((j.get("status") or {}).get("phase") or "Pending") for j in self._jobs.values())
