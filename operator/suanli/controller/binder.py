@@ -15,6 +15,7 @@ that lost leadership stops at once and writes nothing (the new leader resumes fr
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -68,22 +69,28 @@ class Binder:
         "abandoned" (the job changed or went, or leadership lapsed: decide again from the fresh view)."""
         self._gangs = ThreadPoolExecutor(settings.gang_workers, thread_name_prefix="suanli-gang")
         self._requests = ThreadPoolExecutor(settings.bind_workers, thread_name_prefix="suanli-api")
-        self._inflight: dict[JobKey, Future[None]] = {}
+        self._busy: set[JobKey] = set()
+        self._futures: set[Future[None]] = set()
+        self._lock = threading.Lock()
 
     def busy(self, key: JobKey) -> bool:
-        return key in self._inflight
+        with self._lock:
+            return key in self._busy
 
     def submit(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> None:
         """Bind `job`'s gang on a gang worker; `plan` (a Scheduling status), when given, is persisted first.
         The caller has assumed the gang's cards in the cache."""
-        key = (job.namespace, job.name)
-        future = self._gangs.submit(self._run, job, slots, plan)
-        self._inflight[key] = future
-        future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        with self._lock:
+            self._busy.add((job.namespace, job.name))
+            future = self._gangs.submit(self._run, job, slots, plan)
+            self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait for every gang being bound (tests, and a clean shutdown)."""
-        wait(list(self._inflight.values()), timeout=timeout)
+        with self._lock:
+            pending = list(self._futures)
+        wait(pending, timeout=timeout)
 
     def stop(self) -> None:
         self._gangs.shutdown(wait=False, cancel_futures=True)
@@ -104,6 +111,8 @@ class Binder:
             self.cache.forget(key)
             outcome = "failed"
         finally:
+            with self._lock:
+                self._busy.discard(key)  # before on_done: whoever it wakes must see the job free
             self.on_done(key, outcome)
 
     def _bind_gang(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> str:

@@ -96,6 +96,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self.cycles = 0
         self.published: Inventory = cache.snapshot()
+        self._published_at = float("-inf")
         """The last cycle's snapshot: what the metrics collector reads, never the live inventory."""
 
     # -- per-job state, dropped with the job -------------------------------------------------------
@@ -135,9 +136,16 @@ class Scheduler:
         waiting = [(k, raw) for k, raw in candidates if (raw.get("status") or {}).get("phase") in WAITING]
         waiting.sort(key=lambda kr: (-int((kr[1].get("spec") or {}).get("priority", 0)),
                                      str(kr[1]["metadata"].get("creationTimestamp", "")), kr[0]))
-        # 3. one snapshot for the whole cycle
+        # 3. one snapshot for the whole cycle (none when nobody waits, unless the metrics' view is old)
+        generation = self.cache.inventory.generation
+        with self._lock:
+            todo = [(k, raw) for k, raw in waiting
+                    if self._tried.get(k) != (generation, str(raw["metadata"].get("resourceVersion")))]
+        if not todo and now - self._published_at < self.settings.resync_seconds:
+            return
         snapshot = self.cache.snapshot()
-        for key, raw in waiting:
+        self._published_at = now
+        for key, raw in todo:
             rv = str(raw["metadata"].get("resourceVersion"))
             with self._lock:
                 if self._tried.get(key) == (snapshot.generation, rv):
