@@ -100,9 +100,6 @@ def _run_run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # kopf logs every handled watch event at INFO: thousands a minute on a real cluster.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Standalone: kopf runs the process (start-up, clean-up, liveness probe); which replica acts is decided
     # by the engine's own Lease (controller/leader.py), checked before every write, not by kopf peering.
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness or None)

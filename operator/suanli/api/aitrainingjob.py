@@ -575,7 +575,7 @@ def parse_job(obj: Mapping[str, Any]) -> AITrainingJob:
 
 
 def parse_job_spec(spec: Mapping[str, Any]) -> AITrainingJobSpec:
-    """Validate a bare ``spec`` (what a kopf handler receives); error paths start at ``spec``."""
+    """Validate a bare ``spec`` (e.g. from a manifest's spec block); error paths start at ``spec``."""
     return parse_object(AITrainingJobSpec, spec, root="spec", what="AITrainingJob spec")
 
 

@@ -49,7 +49,7 @@ class SpecError(ValueError):
 def parse_object(model: type[_M], data: Any, *, root: str = "", what: str | None = None) -> _M:
     """Validate ``data`` as ``model``; on failure raise SpecError naming each field under ``root``.
 
-    ``root`` prefixes the paths (``"spec"`` when validating a bare spec from a kopf handler).
+    ``root`` prefixes the paths (``"spec"`` when validating a bare spec).
     """
     if not isinstance(data, Mapping):
         raise SpecError(
