@@ -92,15 +92,17 @@ def event_times(inventory: Inventory, nodes: list[dict[str, Any]], count: int) -
     }
 
 
-def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: int) -> tuple[int, int]:
-    """Fewest racks and fewest zones any placement could use (each ignoring the other level)."""
+def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: int) -> tuple[int, int, int]:
+    """Fewest racks, zones and nodes any placement could use (each ignoring the other levels)."""
     model = POOLS[vendor][0]
     rack_room: dict[Any, int] = defaultdict(int)
     zone_room: dict[Any, int] = defaultdict(int)
+    node_room: dict[Any, int] = {}
     for state in inventory.pool(vendor, model).values():
         fit = _room(state, per_replica)
         rack_room[state.node.rack_id] += fit
         zone_room[state.node.zone_id] += fit
+        node_room[state.node.name] = fit
 
     def fewest(rooms: dict[Any, int]) -> int:
         total = 0
@@ -110,7 +112,7 @@ def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: 
                 return i
         return 0
 
-    return fewest(rack_room), fewest(zone_room)
+    return fewest(rack_room), fewest(zone_room), fewest(node_room)
 
 
 def _room(state: NodeState, per_replica: int) -> int:
@@ -143,7 +145,7 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
     plan(inventory, request)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    racks, zones = lower_bounds(inventory, vendor, per_replica, replicas)
+    racks, zones, nodes = lower_bounds(inventory, vendor, per_replica, replicas)
     result: dict[str, Any] = {
         "nodes": len(inventory),
         "vendor": vendor,
@@ -156,6 +158,7 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
         "peak_mib": peak / 2**20,
         "lower_bound_racks": racks,
         "lower_bound_zones": zones,
+        "lower_bound_nodes": nodes,
     }
     if isinstance(outcome, Placement):
         result.update(
@@ -166,7 +169,7 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
             level=outcome.level.label if outcome.level is not None else "cluster",
         )
     else:
-        result.update(span_racks=None, span_zones=None, why=outcome.summary)
+        result.update(span_nodes=None, span_racks=None, span_zones=None, why=outcome.summary)
     return result
 
 
@@ -209,9 +212,9 @@ def main() -> None:
     gangs = [args.gang] if args.gang else [1, 8, 64, 512]
     print(
         "| nodes | gang | cards/replica | placed | p50 ms | p99 ms | peak MiB "
-        "| level | racks (bound) | zones (bound) |"
+        "| level | racks (bound) | zones (bound) | nodes (bound) |"
     )
-    print("|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|")
+    print("|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|---:|")
     events = []
     for size in sizes:
         inventory, load_us, nodes = load(size, args.seed)
@@ -223,7 +226,8 @@ def main() -> None:
                     f"| {size} | {gang} | {per_replica} | {placed} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                     f"| {r['peak_mib']:.2f} | {r.get('level', '-')} "
                     f"| {r['span_racks']} ({r['lower_bound_racks']}) "
-                    f"| {r['span_zones']} ({r['lower_bound_zones']}) |",
+                    f"| {r['span_zones']} ({r['lower_bound_zones']}) "
+                    f"| {r['span_nodes']} ({r['lower_bound_nodes']}) |",
                     flush=True,
                 )
         events.append((size, load_us, event_times(inventory, nodes, args.events)))
