@@ -231,10 +231,11 @@ def summarize(created: dict[str, float], seen: Groups, groups: int, t0: float) -
 Submit = Callable[[int], None]
 
 
-def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], submit: Submit,
+def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: Callable[[], int], submit: Submit,
             args: argparse.Namespace, rate: float | None) -> dict[str, Any]:
-    """One phase: submit the groups (all at once from ``--creators`` threads, or one every 1/rate seconds),
-    wait until every group is whole, and summarise binds and the CPU each process in ``pids`` used."""
+    """One phase: ``start()`` the scheduler (returns its pid) and submit the groups — all at once from
+    ``--creators`` threads, one every 1/rate seconds, or (``--backlog``) all before the scheduler starts —
+    wait until every group is whole, and summarise binds and the CPU each process used meanwhile."""
     groups = args.jobs if rate is None else max(1, round(rate * args.duration))
     recorder = BindRecorder(api, GROUP_LABEL[scheduler], args.replicas)
     created: dict[str, float] = {}
@@ -242,36 +243,50 @@ def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], submit:
     late: list[float] = []
 
     def run(i: int, due: float | None) -> None:
-        start = time.monotonic()
+        begun = time.monotonic()
         if due is not None:
-            late.append(start - due)
-        created[f"job-{i:04d}"] = start
+            late.append(begun - due)
+        created[f"job-{i:04d}"] = begun
         submit(i)
         submitted.append(time.monotonic())
 
-    cpu0 = cpu_seconds(pids)
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(args.creators) as pool:
-        if rate is None:
-            list(pool.map(lambda i: run(i, None), range(groups)))
-        else:
-            futures = []
-            for i in range(groups):
-                due = t0 + i / rate
-                time.sleep(max(0.0, due - time.monotonic()))
-                futures.append(pool.submit(run, i, due))
-            for future in futures:
-                future.result()
-    submit_s = max(submitted, default=t0) - t0
+    def submit_all() -> float:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(args.creators) as pool:
+            if rate is None:
+                list(pool.map(lambda i: run(i, None), range(groups)))
+            else:
+                futures = []
+                for i in range(groups):
+                    due = t0 + i / rate
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    futures.append(pool.submit(run, i, due))
+                for future in futures:
+                    future.result()
+        return t0
+
+    if args.backlog:
+        t_submit = submit_all()
+        cpu0 = cpu_seconds(pids)
+        pid = start()
+        pids = {**pids, scheduler: pid}
+        cpu0.update(cpu_seconds({scheduler: pid}))  # from ready on, as for the others
+    else:
+        pid = start()
+        pids = {**pids, scheduler: pid}
+        cpu0 = cpu_seconds(pids)
+        t_submit = submit_all()
+    submit_s = max(submitted, default=t_submit) - t_submit
     done = recorder.wait(groups, args.timeout)
-    wall = time.monotonic() - t0
     recorder.stop()
     cpu1 = cpu_seconds(pids)
-    result = summarize(created, recorder.groups, groups, t0)
+    # With a backlog the clock starts at the first bind: creation and the scheduler's start are not its work.
+    t0 = min((t for t, _, _ in recorder.groups.bound.values()), default=t_submit) if args.backlog else t_submit
+    result = summarize({} if args.backlog else created, recorder.groups, groups, t0)
     cpu = {name: round(cpu1[name] - cpu0.get(name, 0.0), 1) for name in pids}
     pods = max(result["pods_bound"], 1)
     result.update(
-        groups=groups, completed=done, wall_s=round(wall, 1),
+        groups=groups, completed=done, wall_s=round(time.monotonic() - t0, 1),
         created_pods_per_s=round(groups * args.replicas / max(submit_s, 1e-9), 1) if scheduler != "suanli" else None,
         cpu_s=cpu, total_cpu_s=round(sum(cpu.values()), 1),
         apiserver_cpu_ms_per_pod=round(cpu.get("kube-apiserver", 0.0) * 1000 / pods, 2),
@@ -372,40 +387,9 @@ def suanli_supports_qps() -> bool:
 
 def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient, kube: KubeApi,
               args: argparse.Namespace, qps: float | None, rate: float | None, tag: str) -> dict[str, Any]:
-    pids = dict(cluster.pids)
     if scheduler == "suanli":
-        env = {} if qps is None else {"SUANLI_API_QPS": f"{qps:g}", "SUANLI_API_BURST": str(int(qps * 2))}
-        operator = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{tag}.log", env=env)
-        operator.start()
-        assert operator.proc is not None
-        try:
-            before = api_requests(scrape(operator.metrics_port))
-
-            def submit_job(i: int) -> None:
-                kube.request("POST", f"/apis/suanli.io/v1alpha1/namespaces/{NAMESPACE}/aitrainingjobs",
-                             job_body(i, args.replicas, args.per_replica))
-
-            result = measure(api, scheduler, {**pids, "suanli": operator.proc.pid}, submit_job, args, rate)
-            result.update(memory_mib(operator.proc.pid))
-            text = scrape(operator.metrics_port)
-            after = api_requests(text)
-            result["api_requests_per_gang"] = {k: round((v - before.get(k, 0.0)) / result["groups"], 2)
-                                               for k, v in sorted(after.items())}
-            result["watch_lag"] = histogram_quantiles(text, "suanli_watch_lag_seconds") or "n/a"
-            result["client_qps"] = "unlimited" if qps is None else (
-                f"{qps:g}" if suanli_supports_qps() else "unlimited (this operator has no client limit)")
-            listed = kube.request("GET", f"/apis/suanli.io/v1alpha1/namespaces/{NAMESPACE}/aitrainingjobs") or {}
-            jobs = listed.get("items") or []
-            restarted = {j["metadata"]["name"]: (j.get("status") or {}).get("restarts", 0) for j in jobs
-                         if (j.get("status") or {}).get("restarts")}
-            result["restarts"] = sum(restarted.values())
-            result["jobs_restarted"] = dict(sorted(restarted.items())[:20])
-        finally:
-            operator.stop()
-        return result
-
+        return suanli_phase(cluster, api, kube, args, qps, rate, tag)
     log_path = cluster.dir / f"{scheduler}-{tag}.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     port = devcluster._free_port()
     if scheduler == "kube-scheduler":
         cfg = scheduler_config(cluster.dir / f"kube-scheduler-{tag}.yaml", cluster.kubeconfig, qps)
@@ -414,34 +398,78 @@ def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient
         scheduler_name = "default-scheduler"
     else:
         argv = [sys.executable, str(ROOT / "bench" / "trivial_binder.py"), "--kubeconfig", str(cluster.kubeconfig),
-                "--namespace", NAMESPACE, "--scheduler-name", "trivial"]
+                "--namespace", NAMESPACE, "--scheduler-name", "trivial", "--workers", str(args.binder_workers)]
         if qps is not None:
             argv += ["--qps", f"{qps:g}", "--burst", str(int(qps * 2))]
         scheduler_name = "trivial"
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**cluster.env(), "PYTHONPATH": str(
-        ROOT / "operator")}, start_new_session=True)
-    try:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> int:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**cluster.env(), "PYTHONPATH": str(ROOT / "operator")})
+        procs.append(proc)
         if scheduler == "kube-scheduler":
             wait_ready(port, log_path, proc)
         else:
             wait_for_line(log_path, "synced:", proc)
+        return proc.pid
 
-        def submit_group(i: int) -> None:
-            for r in range(args.replicas):
-                kube.create(NAMESPACE, "pods", plain_pod(i, r, args.per_replica, scheduler_name))
+    def submit_group(i: int) -> None:
+        for r in range(args.replicas):
+            kube.create(NAMESPACE, "pods", plain_pod(i, r, args.per_replica, scheduler_name))
 
-        result = measure(api, scheduler, {**pids, scheduler: proc.pid}, submit_group, args, rate)
-        result["client_qps"] = "unlimited" if qps is None else f"{qps:g}"
-        if scheduler == "kube-scheduler":
-            result["client_limits"] = f"qps {UNTHROTTLED[0]:g} burst {UNTHROTTLED[1]}" if qps is None else \
-                f"qps {qps:g} burst {int(qps * 2)}"
-        return result
+    try:
+        result = measure(api, scheduler, dict(cluster.pids), start, submit_group, args, rate)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    result["client_qps"] = "unlimited" if qps is None else f"{qps:g}"
+    if scheduler == "kube-scheduler":
+        result["client_limits"] = f"qps {UNTHROTTLED[0]:g} burst {UNTHROTTLED[1]}" if qps is None else \
+            f"qps {qps:g} burst {int(qps * 2)}"
+    return result
+
+
+def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argparse.Namespace, qps: float | None,
+                 rate: float | None, tag: str) -> dict[str, Any]:
+    env = {} if qps is None else {"SUANLI_API_QPS": f"{qps:g}", "SUANLI_API_BURST": str(int(qps * 2))}
+    operator = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{tag}.log", env=env)
+    before: dict[str, float] = {}
+
+    def start() -> int:
+        operator.start()
+        assert operator.proc is not None
+        before.update(api_requests(scrape(operator.metrics_port)))
+        return int(operator.proc.pid)
+
+    def submit_job(i: int) -> None:
+        kube.request("POST", f"/apis/suanli.io/v1alpha1/namespaces/{NAMESPACE}/aitrainingjobs",
+                     job_body(i, args.replicas, args.per_replica))
+
+    try:
+        result = measure(api, "suanli", dict(cluster.pids), start, submit_job, args, rate)
+        assert operator.proc is not None
+        result.update(memory_mib(operator.proc.pid))
+        text = scrape(operator.metrics_port)
+    finally:
+        operator.stop()
+    after = api_requests(text)
+    result["api_requests_per_gang"] = {k: round((v - before.get(k, 0.0)) / result["groups"], 2)
+                                       for k, v in sorted(after.items())}
+    result["watch_lag"] = histogram_quantiles(text, "suanli_watch_lag_seconds") or "n/a"
+    result["client_qps"] = "unlimited" if qps is None else (
+        f"{qps:g}" if suanli_supports_qps() else "unlimited (this operator has no client limit)")
+    listed = kube.request("GET", f"/apis/suanli.io/v1alpha1/namespaces/{NAMESPACE}/aitrainingjobs") or {}
+    restarted = {j["metadata"]["name"]: (j.get("status") or {}).get("restarts", 0) for j in listed.get("items") or []
+                 if (j.get("status") or {}).get("restarts")}
+    result["restarts"] = sum(restarted.values())
+    result["jobs_restarted"] = dict(sorted(restarted.items())[:20])
+    return result
 
 
 def parse_list(text: str, allow_unlimited: bool) -> list[float | None]:
@@ -494,7 +522,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "nodes": args.nodes, "replicas": args.replicas, "per_replica": args.per_replica,
         "jobs": args.jobs if args.rate == [None] else None,
-        "mode": "all at once" if args.rate == [None] else f"open loop for {args.duration:g} s",
+        "mode": "backlog" if args.backlog else "all at once" if args.rate == [None] else
+        f"open loop for {args.duration:g} s",
         "node_setup_s": round(node_setup_s, 1), "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
     }
@@ -513,14 +542,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """The settings side by side, one row per (client limit, rate, scheduler)."""
-    rows = ["| client QPS | rate (groups/s) | scheduler | pods/s | p50 / p99 group bound s | partial | extra pods "
+    rows = ["| client QPS | arrivals (groups/s) | scheduler | pods/s | p50 / p99 group bound s | partial | extra pods "
             "| API-server CPU ms/pod | scheduler CPU s | all CPU s |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for entry in result["settings"]:
         for key, r in entry.items():
             if not isinstance(r, dict):
                 continue
-            rows.append(f"| {entry['qps']} | {entry['rate'] or 'all at once'} | {key} | {r['pods_per_s']} "
+            rows.append(f"| {entry['qps']} | {entry['rate'] or result['mode']} | {key} | {r['pods_per_s']} "
                         f"| {r['p50_job_bound_s']} / {r['p99_job_bound_s']} | {r['partial_gangs']} "
                         f"| {r['extra_pods_bound']} | {r['apiserver_cpu_ms_per_pod']} "
                         f"| {r['cpu_s'].get(key.replace('_', '-'), 0)} | {r['total_cpu_s']} |")
@@ -542,8 +571,13 @@ def main() -> int:
     parser.add_argument("--rate", default=None,
                         help="comma list of open-loop arrival rates in groups/s (e.g. 2,5,10); default: all "
                              "--jobs groups at once")
+    parser.add_argument("--backlog", action="store_true",
+                        help="create every group before the scheduler starts: throughput with a full queue, the "
+                             "clock running from the first bind (no latency figures)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of open-loop arrivals (default 60)")
     parser.add_argument("--creators", type=int, default=32, help="client threads creating pods and jobs")
+    parser.add_argument("--binder-workers", type=int, default=64,
+                        help="the trivial binder's parallel binds (default 64, Suanli's bind_workers)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for every group whole")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -556,6 +590,8 @@ def main() -> int:
         args.rate = [None] if args.rate is None else parse_list(args.rate, allow_unlimited=False)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    if args.backlog and args.rate != [None]:
+        parser.error("--backlog creates every group up front: it cannot be combined with --rate")
     if args.nodes < 1 or args.jobs < 1 or args.replicas < 1 or args.duration <= 0 or args.creators < 1:
         parser.error("--nodes, --jobs, --replicas, --creators and --duration must be above 0")
     result = run(args)
