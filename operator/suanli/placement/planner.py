@@ -35,6 +35,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, combinations
 from math import comb
+from operator import attrgetter
 from typing import TypeVar
 
 from suanli.inventory import Inventory, NodeState, family_of
@@ -58,6 +59,7 @@ _MIB_PER_GIB = 1024
 # a user asking for 80 GiB means that card, so a request matches cards within 2 % below it.
 _MEMORY_SLACK = 0.98
 T = TypeVar("T")
+_ROOM = attrgetter("room")
 RackId = tuple[str, str, str]
 ZoneId = tuple[str, str]
 
@@ -417,7 +419,9 @@ def _search(slots: Sequence[_Slot], want: int, need: int, required: Level | None
         fitting = [s for s in slots if s.room >= target]
         if fitting:
             # Tightest fit; of equal room, the node with fewer free cards keeps fewer stranded after it.
-            best = min(fitting, key=lambda s: (s.room, sum(s.state.free), s.state.node.name))
+            tightest = min(map(_ROOM, fitting))
+            best = min((s for s in fitting if s.room == tightest),
+                       key=lambda s: (sum(s.state.free), s.state.node.name))
             key = (int(Level.NODE), 1, 1, 1, 1, best.room - target, (tag, best.state.node.name))
             level = Level.LINK_DOMAIN if required is Level.LINK_DOMAIN else Level.NODE
             return _Choice(key=key, picks=((best, target),), level=level)
