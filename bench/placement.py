@@ -2,6 +2,8 @@
 
     python bench/placement.py --nodes 10000 --gang 512 --json     # one case, one JSON object
     python bench/placement.py                                     # the whole matrix as a Markdown table
+    git show HEAD~1:operator/suanli/placement/planner.py > /tmp/old_planner.py
+    python bench/placement.py --baseline /tmp/old_planner.py       # old vs this planner, interleaved
 
 The fleet (bench/fleet.py) is a third each Ascend 910B x8, H100 x8 and Hygon K100-AI x8, 16 nodes per rack,
 8 racks per zone, zones split over 2 regions, about 60 % of cards held by other pods.  Times are wall
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -173,6 +176,40 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
     return result
 
 
+def compare(baseline: str, sizes: list[int], gangs: list[int], vendor: str, runs: int, seed: int) -> None:
+    """Median plan time of another planner.py (e.g. `git show REV:operator/suanli/placement/planner.py`)
+    against this one, calls interleaved in one process on one inventory, so load on a shared machine hits
+    both alike; and the nodes each placement uses."""
+    spec = importlib.util.spec_from_file_location("suanli.placement.planner_baseline", baseline)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {baseline}: not a Python file")
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(old)
+    print("| nodes | gang | cards/replica | baseline p50 ms | this p50 ms | ratio | baseline nodes | this nodes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        inventory, _, _ = load(size, seed)
+        for gang in gangs:
+            for per_replica in (8, 4, 2, 1):
+                request = GangRequest(
+                    key="bench/gang", replicas=gang, min_replicas=gang, accelerators_per_replica=per_replica,
+                    candidates=(Candidate(vendor, POOLS[vendor][0]),), cpu_millis=4000 * per_replica,
+                    memory_bytes=32 * 2**30 * per_replica,
+                )
+                times: dict[str, list[float]] = {"old": [], "new": []}
+                spans = {}
+                for _ in range(runs):
+                    for name, planner in (("old", old.plan), ("new", plan)):
+                        start = time.perf_counter()
+                        outcome = planner(inventory, request)
+                        times[name].append((time.perf_counter() - start) * 1000)
+                        spans[name] = outcome.span[Level.NODE] if isinstance(outcome, Placement) else "-"
+                before, after = statistics.median(times["old"]), statistics.median(times["new"])
+                print(f"| {size} | {gang} | {per_replica} | {before:.2f} | {after:.2f} | {after / before:.2f} "
+                      f"| {spans['old']} | {spans['new']} |", flush=True)
+
+
 def _level(name: str) -> Any:
     from suanli.topology import Level
 
@@ -193,8 +230,14 @@ def main() -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object (needs --nodes and --gang)"
     )
+    parser.add_argument("--baseline", metavar="PLANNER_PY",
+                        help="time another planner.py against this one, interleaved (see compare())")
     args = parser.parse_args()
 
+    if args.baseline:
+        compare(args.baseline, [args.nodes] if args.nodes else [1000, 10000],
+                [args.gang] if args.gang else [1, 8, 64, 512], args.vendor, args.runs, args.seed)
+        return
     if args.json:
         if args.nodes is None or args.gang is None:
             parser.error("--json needs --nodes and --gang")
