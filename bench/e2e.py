@@ -237,6 +237,7 @@ def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: 
     ``--creators`` threads, one every 1/rate seconds, or (``--backlog``) all before the scheduler starts —
     wait until every group is whole, and summarise binds and the CPU each process used meanwhile."""
     groups = args.jobs if rate is None else max(1, round(rate * args.duration))
+    pids = {**pids, "bench": os.getpid()}  # this process: the creating client and the bind recorder
     recorder = BindRecorder(api, GROUP_LABEL[scheduler], args.replicas)
     created: dict[str, float] = {}
     submitted: list[float] = []
