@@ -147,3 +147,24 @@ def test_token_bucket_holds_calls_to_the_rate_after_the_burst() -> None:
     for _ in range(5):
         bucket.take()
     assert time.monotonic() - start >= 3 / 50 * 0.9  # 2 at once, then 3 at 50/s
+
+
+def test_extra_pods_are_explained_by_the_job_status_or_the_operator_log(tmp_path: Path) -> None:
+    groups = e2e.Groups("group", replicas=1)
+    for name in ("job-0001-0", "job-0001-1", "job-0002-0", "job-0002-1", "job-0003-0", "job-0003-1", "job-0004-0"):
+        groups.seen("MODIFIED", pod(name, name[:8], "n1"), 1.0)
+    extra = e2e.summarize({}, groups, groups=4, t0=0.0)["groups_with_extra_pods"]
+    assert extra == {"job-0001": 2, "job-0002": 2, "job-0003": 2}
+    log = tmp_path / "operator.log"
+    log.write_text("INFO bench/job-0002: node bn-00001 lost, restarting the gang (1 of 3)\n"
+                   "INFO bench/job-0003: placed on 1 node\n")
+    jobs = [{"metadata": {"name": "job-0001"}, "status": {"restarts": 1, "reason": "PodFailed",
+                                                          "conditions": [{"type": "Ready", "status": "True"}]}},
+            {"metadata": {"name": "job-0003"}, "status": {}}]
+    why = e2e.explain_extra(extra, jobs, log)
+    assert why["job-0001"]["explained"] and why["job-0001"]["conditions"] == ["Ready=True"]
+    assert why["job-0002"]["explained"] and "restarting the gang" in why["job-0002"]["log"][0]
+    assert not why["job-0003"]["explained"], "a log line naming it, but no restart in it or in its status"
+    assert why["job-0003"]["log"] == ["INFO bench/job-0003: placed on 1 node"]
+    assert e2e.explain_extra({}, jobs, tmp_path / "missing.log") == {}
+    assert not e2e.explain_extra({"job-0009": 2}, [], tmp_path / "missing.log")["job-0009"]["explained"]
