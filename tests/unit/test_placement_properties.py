@@ -179,7 +179,24 @@ def check_plan(inventory: Inventory, request: GangRequest) -> None:
     assert (level, span[Level.RACK], span[Level.ZONE], span[Level.REGION], span[Level.NODE]) == best
     assert len({r.node for r in outcome.replicas}) == span[Level.NODE]
     assert plan(inventory, request) == outcome  # deterministic
+    check_fewest_stranded(inventory, request, outcome)
     check_no_overcommit(inventory, request, outcome)
+
+
+def check_fewest_stranded(inventory: Inventory, request: GangRequest, result: Placement) -> None:
+    """No node left out could have taken a used node's place with fewer free cards left stranded: among
+    nodes of equal room (in the racks used; anywhere for a one-node gang), the used ones have the fewest
+    free cards."""
+    used = {r.node for r in result.replicas}
+    states = {n.name: s for n in inventory.nodes() if (s := inventory.state(n.name)) is not None}
+    racks = {domain_of(states[name], Level.RACK) for name in used}
+    for name in used:
+        mine = room(states[name], request)
+        for other, state in states.items():
+            if other in used or room(state, request) != mine:
+                continue
+            if len(used) == 1 or domain_of(state, Level.RACK) in racks:
+                assert states[name].free_cards <= state.free_cards, (name, other)
 
 
 @st.composite
