@@ -444,6 +444,9 @@ def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient
 def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argparse.Namespace, qps: float | None,
                  rate: float | None, tag: str) -> dict[str, Any]:
     env = {} if qps is None else {"SUANLI_API_QPS": f"{qps:g}", "SUANLI_API_BURST": str(int(qps * 2))}
+    if qps is not None and not suanli_supports_qps():  # hold its client from outside (bench/throttle)
+        env.update(BENCH_THROTTLE_QPS=f"{qps:g}", BENCH_THROTTLE_BURST=str(int(qps * 2)),
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "bench" / "throttle"), str(ROOT / "operator")]))
     operator = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{tag}.log", env=env)
     before: dict[str, float] = {}
 
@@ -468,8 +471,10 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
     result["api_requests_per_gang"] = {k: round((v - before.get(k, 0.0)) / result["groups"], 2)
                                        for k, v in sorted(after.items())}
     result["watch_lag"] = histogram_quantiles(text, "suanli_watch_lag_seconds") or "n/a"
-    result["client_qps"] = "unlimited" if qps is None else (
-        f"{qps:g}" if suanli_supports_qps() else "unlimited (this operator has no client limit)")
+    log_text = operator.log.read_text(errors="replace") if operator.log.exists() else ""
+    result["client_qps"] = "unlimited" if qps is None else f"{qps:g}" if suanli_supports_qps() else (
+        f"{qps:g} (bench/throttle on KubeApi.request; watches not held)" if "bench throttle: KubeApi" in log_text
+        else "unlimited (the operator has no client limit and bench/throttle did not apply)")
     listed = kube.request("GET", f"/apis/suanli.io/v1alpha1/namespaces/{NAMESPACE}/aitrainingjobs") or {}
     restarted = {j["metadata"]["name"]: (j.get("status") or {}).get("restarts", 0) for j in listed.get("items") or []
                  if (j.get("status") or {}).get("restarts")}

@@ -168,3 +168,17 @@ def test_extra_pods_are_explained_by_the_job_status_or_the_operator_log(tmp_path
     assert why["job-0003"]["log"] == ["INFO bench/job-0003: placed on 1 node"]
     assert e2e.explain_extra({}, jobs, tmp_path / "missing.log") == {}
     assert not e2e.explain_extra({"job-0009": 2}, [], tmp_path / "missing.log")["job-0009"]["explained"]
+
+
+def test_the_operator_started_with_qps_has_its_api_calls_held_by_the_bench_wrapper() -> None:
+    import subprocess
+
+    probe = "from suanli.controller.kubeapi import KubeApi; print(KubeApi.request.__name__)"
+    path = f"{ROOT / 'bench' / 'throttle'}:{ROOT / 'operator'}"
+    held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": path, "BENCH_THROTTLE_QPS": "5", "PATH": "/usr/bin:/bin"})
+    assert held.stdout.strip() == "_held"
+    assert "bench throttle: KubeApi.request at 5 qps, burst 10" in held.stderr
+    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert free.stdout.strip() == "request" and "bench throttle" not in free.stderr
