@@ -183,15 +183,23 @@ def api_requests(text: str) -> dict[str, float]:
     return dict(out)
 
 
-def histogram_quantiles(text: str, name: str, quantiles: tuple[float, ...] = (0.5, 0.99)) -> dict[str, Any]:
-    """Upper bucket bounds holding each quantile of histogram ``name`` (all label sets summed), and its count;
-    {} when the operator does not export it."""
-    buckets: dict[float, float] = defaultdict(float)
+def _buckets(text: str, name: str) -> dict[float, float]:
+    out: dict[float, float] = defaultdict(float)
     for line in text.splitlines():
         if line.startswith(f"{name}_bucket{{"):
             le = _labels(line)["le"]
-            buckets[math.inf if le == "+Inf" else float(le)] += float(line.split()[-1])
-    if not buckets or not buckets.get(math.inf):
+            out[math.inf if le == "+Inf" else float(le)] += float(line.split()[-1])
+    return out
+
+
+def histogram_quantiles(text: str, name: str, since: str = "",
+                        quantiles: tuple[float, ...] = (0.5, 0.99)) -> dict[str, Any]:
+    """Upper bucket bounds holding each quantile of histogram ``name`` (all label sets summed; only what was
+    observed after the scrape ``since`` when given), and its count; {} when the operator does not export it."""
+    buckets = _buckets(text, name)
+    earlier = _buckets(since, name)
+    buckets = {le: n - earlier.get(le, 0.0) for le, n in buckets.items()}
+    if not buckets.get(math.inf):
         return {}
     total = buckets[math.inf]
     out: dict[str, Any] = {"count": int(total)}
@@ -449,11 +457,13 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
                    PYTHONPATH=os.pathsep.join([str(ROOT / "bench" / "throttle"), str(ROOT / "operator")]))
     operator = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{tag}.log", env=env)
     before: dict[str, float] = {}
+    scraped: list[str] = []
 
     def start() -> int:
         operator.start()
         assert operator.proc is not None
-        before.update(api_requests(scrape(operator.metrics_port)))
+        scraped.append(scrape(operator.metrics_port))
+        before.update(api_requests(scraped[0]))
         return int(operator.proc.pid)
 
     def submit_job(i: int) -> None:
@@ -470,7 +480,10 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
     after = api_requests(text)
     result["api_requests_per_gang"] = {k: round((v - before.get(k, 0.0)) / result["groups"], 2)
                                        for k, v in sorted(after.items())}
-    result["watch_lag"] = histogram_quantiles(text, "suanli_watch_lag_seconds") or "n/a"
+    lag = histogram_quantiles(text, "suanli_watch_lag_seconds", since=scraped[0] if scraped else "")
+    if lag:
+        lag["events_per_s"] = round(lag["count"] / max(result["wall_s"], 1e-9), 1)
+    result["watch_lag"] = lag or "n/a"  # the phase's watch events only, not the operator's start-up list
     log_text = operator.log.read_text(errors="replace") if operator.log.exists() else ""
     result["client_qps"] = "unlimited" if qps is None else f"{qps:g}" if suanli_supports_qps() else (
         f"{qps:g} (bench/throttle on KubeApi.request; watches not held)" if "bench throttle: KubeApi" in log_text

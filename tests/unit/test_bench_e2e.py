@@ -182,3 +182,11 @@ def test_the_operator_started_with_qps_has_its_api_calls_held_by_the_bench_wrapp
     free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
     assert free.stdout.strip() == "request" and "bench throttle" not in free.stderr
+
+
+def test_watch_lag_counts_only_what_the_phase_observed() -> None:
+    earlier = HISTOGRAM.replace('le="+Inf"} 100.0', 'le="+Inf"} 50.0').replace('le="1.0"} 100.0', 'le="1.0"} 50.0')
+    earlier = earlier.replace('le="0.1"} 98.0', 'le="0.1"} 48.0').replace('le="0.01"} 90.0', 'le="0.01"} 40.0')
+    # pods: 50 new events, all within 0.01 s; nodes: 50 new ones, all slower than 1 s
+    assert e2e.histogram_quantiles(HISTOGRAM, "suanli_watch_lag_seconds", since=earlier) == {
+        "count": 100, "p50_s": 0.01, "p99_s": "inf"}
