@@ -2,6 +2,8 @@
 
     python bench/placement.py --nodes 10000 --gang 512 --json     # one case, one JSON object
     python bench/placement.py                                     # the whole matrix as a Markdown table
+    git show HEAD~1:operator/suanli/placement/planner.py > /tmp/old_planner.py
+    python bench/placement.py --baseline /tmp/old_planner.py       # old vs this planner, interleaved
 
 The fleet (bench/fleet.py) is a third each Ascend 910B x8, H100 x8 and Hygon K100-AI x8, 16 nodes per rack,
 8 racks per zone, zones split over 2 regions, about 60 % of cards held by other pods.  Times are wall
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -92,15 +95,17 @@ def event_times(inventory: Inventory, nodes: list[dict[str, Any]], count: int) -
     }
 
 
-def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: int) -> tuple[int, int]:
-    """Fewest racks and fewest zones any placement could use (each ignoring the other level)."""
+def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: int) -> tuple[int, int, int]:
+    """Fewest racks, zones and nodes any placement could use (each ignoring the other levels)."""
     model = POOLS[vendor][0]
     rack_room: dict[Any, int] = defaultdict(int)
     zone_room: dict[Any, int] = defaultdict(int)
+    node_room: dict[Any, int] = {}
     for state in inventory.pool(vendor, model).values():
         fit = _room(state, per_replica)
         rack_room[state.node.rack_id] += fit
         zone_room[state.node.zone_id] += fit
+        node_room[state.node.name] = fit
 
     def fewest(rooms: dict[Any, int]) -> int:
         total = 0
@@ -110,7 +115,7 @@ def lower_bounds(inventory: Inventory, vendor: str, per_replica: int, replicas: 
                 return i
         return 0
 
-    return fewest(rack_room), fewest(zone_room)
+    return fewest(rack_room), fewest(zone_room), fewest(node_room)
 
 
 def _room(state: NodeState, per_replica: int) -> int:
@@ -143,7 +148,7 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
     plan(inventory, request)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    racks, zones = lower_bounds(inventory, vendor, per_replica, replicas)
+    racks, zones, nodes = lower_bounds(inventory, vendor, per_replica, replicas)
     result: dict[str, Any] = {
         "nodes": len(inventory),
         "vendor": vendor,
@@ -156,6 +161,7 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
         "peak_mib": peak / 2**20,
         "lower_bound_racks": racks,
         "lower_bound_zones": zones,
+        "lower_bound_nodes": nodes,
     }
     if isinstance(outcome, Placement):
         result.update(
@@ -166,8 +172,42 @@ def run_case(inventory: Inventory, vendor: str, replicas: int, per_replica: int,
             level=outcome.level.label if outcome.level is not None else "cluster",
         )
     else:
-        result.update(span_racks=None, span_zones=None, why=outcome.summary)
+        result.update(span_nodes=None, span_racks=None, span_zones=None, why=outcome.summary)
     return result
+
+
+def compare(baseline: str, sizes: list[int], gangs: list[int], vendor: str, runs: int, seed: int) -> None:
+    """Median plan time of another planner.py (e.g. `git show REV:operator/suanli/placement/planner.py`)
+    against this one, calls interleaved in one process on one inventory, so load on a shared machine hits
+    both alike; and the nodes each placement uses."""
+    spec = importlib.util.spec_from_file_location("suanli.placement.planner_baseline", baseline)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {baseline}: not a Python file")
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(old)
+    print("| nodes | gang | cards/replica | baseline p50 ms | this p50 ms | ratio | baseline nodes | this nodes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        inventory, _, _ = load(size, seed)
+        for gang in gangs:
+            for per_replica in (8, 4, 2, 1):
+                request = GangRequest(
+                    key="bench/gang", replicas=gang, min_replicas=gang, accelerators_per_replica=per_replica,
+                    candidates=(Candidate(vendor, POOLS[vendor][0]),), cpu_millis=4000 * per_replica,
+                    memory_bytes=32 * 2**30 * per_replica,
+                )
+                times: dict[str, list[float]] = {"old": [], "new": []}
+                spans = {}
+                for _ in range(runs):
+                    for name, planner in (("old", old.plan), ("new", plan)):
+                        start = time.perf_counter()
+                        outcome = planner(inventory, request)
+                        times[name].append((time.perf_counter() - start) * 1000)
+                        spans[name] = outcome.span[Level.NODE] if isinstance(outcome, Placement) else "-"
+                before, after = statistics.median(times["old"]), statistics.median(times["new"])
+                print(f"| {size} | {gang} | {per_replica} | {before:.2f} | {after:.2f} | {after / before:.2f} "
+                      f"| {spans['old']} | {spans['new']} |", flush=True)
 
 
 def _level(name: str) -> Any:
@@ -190,8 +230,14 @@ def main() -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object (needs --nodes and --gang)"
     )
+    parser.add_argument("--baseline", metavar="PLANNER_PY",
+                        help="time another planner.py against this one, interleaved (see compare())")
     args = parser.parse_args()
 
+    if args.baseline:
+        compare(args.baseline, [args.nodes] if args.nodes else [1000, 10000],
+                [args.gang] if args.gang else [1, 8, 64, 512], args.vendor, args.runs, args.seed)
+        return
     if args.json:
         if args.nodes is None or args.gang is None:
             parser.error("--json needs --nodes and --gang")
@@ -209,9 +255,9 @@ def main() -> None:
     gangs = [args.gang] if args.gang else [1, 8, 64, 512]
     print(
         "| nodes | gang | cards/replica | placed | p50 ms | p99 ms | peak MiB "
-        "| level | racks (bound) | zones (bound) |"
+        "| level | racks (bound) | zones (bound) | nodes (bound) |"
     )
-    print("|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|")
+    print("|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|---:|")
     events = []
     for size in sizes:
         inventory, load_us, nodes = load(size, args.seed)
@@ -223,7 +269,8 @@ def main() -> None:
                     f"| {size} | {gang} | {per_replica} | {placed} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                     f"| {r['peak_mib']:.2f} | {r.get('level', '-')} "
                     f"| {r['span_racks']} ({r['lower_bound_racks']}) "
-                    f"| {r['span_zones']} ({r['lower_bound_zones']}) |",
+                    f"| {r['span_zones']} ({r['lower_bound_zones']}) "
+                    f"| {r['span_nodes']} ({r['lower_bound_nodes']}) |",
                     flush=True,
                 )
         events.append((size, load_us, event_times(inventory, nodes, args.events)))

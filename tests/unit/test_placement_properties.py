@@ -1,4 +1,5 @@
-"""Property tests: no over-commit, all-or-nothing, required level kept, span optimal against brute force."""
+"""Property tests: no over-commit, all-or-nothing, required level kept, span optimal against brute force
+(level, racks, zones, regions, then nodes)."""
 
 from __future__ import annotations
 
@@ -74,8 +75,25 @@ def domain_of(state: NodeState, level: int) -> tuple[str, ...]:
     return path.get(Level(level), ()) if level <= Level.REGION else ()
 
 
-def brute_force(inventory: Inventory, request: GangRequest) -> tuple[int, tuple[int, int, int, int] | None]:
-    """(replicas to expect, best (level, racks, zones, regions)) by trying every set of racks."""
+Span = tuple[int, int, int, int, int]
+
+
+def fewest_nodes(rooms: list[int], target: int) -> int:
+    """Fewest of these nodes whose rooms reach ``target``: any k nodes hold at most the k largest rooms, so
+    the first prefix of the rooms sorted largest first that reaches it is the fewest."""
+    total = 0
+    for count, room_ in enumerate(sorted(rooms, reverse=True), 1):
+        total += room_
+        if total >= target:
+            return count
+    raise AssertionError("only called for sets that reach target")
+
+
+def brute_force(inventory: Inventory, request: GangRequest) -> tuple[int, Span | None]:
+    """(replicas to expect, best (level, racks, zones, regions, nodes)) by trying every set of racks.
+
+    A set whose fewest nodes leave one of its racks unused is scored as if it used them all; the smaller set
+    without that rack is tried too and scores better, so the minimum is still right."""
     states = [s for n in inventory.nodes() if (s := inventory.state(n.name)) is not None]
     rooms = {s.node.name: room(s, request) for s in states}
     widest = CLUSTER if request.required_level is None else int(request.required_level)
@@ -86,11 +104,13 @@ def brute_force(inventory: Inventory, request: GangRequest) -> tuple[int, tuple[
     if target < request.min_replicas:
         return target, None
     if any(r >= target for r in rooms.values()):
-        return target, (Level.NODE, 1, 1, 1)
+        return target, (Level.NODE, 1, 1, 1, 1)
     rack_room: dict[tuple[str, ...], int] = defaultdict(int)
+    rack_nodes: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for s in states:
         rack_room[domain_of(s, Level.RACK)] += rooms[s.node.name]
-    best: tuple[int, int, int, int] | None = None
+        rack_nodes[domain_of(s, Level.RACK)].append(rooms[s.node.name])
+    best: Span | None = None
     for size in range(1, len(rack_room) + 1):
         for subset in combinations(rack_room, size):
             if sum(rack_room[r] for r in subset) < target:
@@ -107,7 +127,8 @@ def brute_force(inventory: Inventory, request: GangRequest) -> tuple[int, tuple[
                 else CLUSTER
             )
             if level <= widest:
-                key = (int(level), size, zones, regions)
+                nodes = fewest_nodes([room_ for r in subset for room_ in rack_nodes[r]], target)
+                key = (int(level), size, zones, regions, nodes)
                 best = key if best is None or key < best else best
     return target, best
 
@@ -155,9 +176,27 @@ def check_plan(inventory: Inventory, request: GangRequest) -> None:
     assert len({domain_of(s, widest) for s in states if s is not None}) == 1
     level = CLUSTER if outcome.level is None else int(outcome.level)
     span = outcome.span
-    assert (level, span[Level.RACK], span[Level.ZONE], span[Level.REGION]) == best
+    assert (level, span[Level.RACK], span[Level.ZONE], span[Level.REGION], span[Level.NODE]) == best
+    assert len({r.node for r in outcome.replicas}) == span[Level.NODE]
     assert plan(inventory, request) == outcome  # deterministic
+    check_fewest_stranded(inventory, request, outcome)
     check_no_overcommit(inventory, request, outcome)
+
+
+def check_fewest_stranded(inventory: Inventory, request: GangRequest, result: Placement) -> None:
+    """No node left out could have taken a used node's place with fewer free cards left stranded: among
+    nodes of equal room (in the racks used; anywhere for a one-node gang), the used ones have the fewest
+    free cards."""
+    used = {r.node for r in result.replicas}
+    states = {n.name: s for n in inventory.nodes() if (s := inventory.state(n.name)) is not None}
+    racks = {domain_of(states[name], Level.RACK) for name in used}
+    for name in used:
+        mine = room(states[name], request)
+        for other, state in states.items():
+            if other in used or room(state, request) != mine:
+                continue
+            if len(used) == 1 or domain_of(state, Level.RACK) in racks:
+                assert states[name].free_cards <= state.free_cards, (name, other)
 
 
 @st.composite
@@ -185,4 +224,30 @@ def test_plans_are_all_or_nothing_within_the_required_level_and_span_optimal(
 def test_wide_gangs_use_the_fewest_racks_then_zones_then_regions(
     inventory: Inventory, request: GangRequest
 ) -> None:
+    check_plan(inventory, request)
+
+
+@st.composite
+def uneven_clusters(draw: st.DrawFn) -> Inventory:
+    """Up to 2 zones x 4 racks x 4 idle Ascend nodes whose CPU caps their room at 1-4 one-card replicas:
+    racks of uneven nodes, where splitting replicas rack by rack before choosing nodes costs extra nodes."""
+    nodes = [
+        vendor_node(f"z{z}r{r}n{n}", rack=f"r{r}", zone=f"z{z}", region="g0", cpu=str(8 * draw(st.integers(1, 4))))
+        for z in range(draw(st.integers(1, 2)))
+        for r in range(draw(st.integers(1, 4)))
+        for n in range(draw(st.integers(1, 4)))
+    ]
+    return inventory_of(*nodes)
+
+
+@st.composite
+def one_card_requests(draw: st.DrawFn) -> GangRequest:
+    replicas = draw(st.integers(2, 24))
+    return gang(replicas, 1, min_replicas=draw(st.integers(1, replicas)), cpu_millis=8000,
+                required=draw(st.sampled_from([None, Level.RACK, Level.ZONE])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(uneven_clusters(), one_card_requests())
+def test_uneven_nodes_use_the_fewest_nodes_inside_the_fewest_racks(inventory: Inventory, request: GangRequest) -> None:
     check_plan(inventory, request)

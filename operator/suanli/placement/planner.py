@@ -16,17 +16,26 @@ Objective, compared lexicographically (smaller is better):
 5. stable names, so the same inventory and request give the same answer.
 
 Racks are chosen by greedy-largest-first with a best-fit last pick, which is exact for the rack count.
+Nodes are then chosen from all the chosen racks together, largest replica room first (never rack by rack:
+splitting the replicas over racks before choosing nodes can use one node more than needed), and among
+nodes of equal room the one that leaves fewer of its free cards stranded.  That is exact for the node
+count of the chosen racks; which racks to choose among rack-minimal sets is compared exactly when there
+are at most :data:`EXACT_RACK_SETS` such sets and the greedy one may use more nodes than a lower bound
+(all the domain's nodes, racks ignored); above that, racks of equal room go to the one with fewer nodes.
 The zone count among rack-minimal choices is found exactly by enumerating zone sets when the enclosing
-domain has at most :data:`EXACT_ZONE_SEARCH` zones, and greedily (largest first, then dropping zones not
-needed) above that.
+domain has at most :data:`EXACT_ZONE_SEARCH` zones (the :data:`EXACT_ZONE_SETS` best-fitting sets tied on
+zones and regions are then compared for nodes), and greedily (largest first, then dropping zones not
+needed) above that.  The property tests check racks, zones, regions and nodes against brute force.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import chain, combinations
+from math import comb
+from operator import attrgetter
 from typing import TypeVar
 
 from suanli.inventory import Inventory, NodeState, family_of
@@ -39,11 +48,18 @@ from suanli.topology import Level
 EXACT_ZONE_SEARCH = 10
 """Largest number of zones whose subsets are enumerated exactly when a gang must span zones."""
 
+EXACT_RACK_SETS = 35
+"""Most rack-minimal sets of racks compared exactly for their node count (above it: the greedy set)."""
+
+EXACT_ZONE_SETS = 4
+"""Most zone sets, tied on zones and regions, compared for their node count when a gang must span zones."""
+
 _MIB_PER_GIB = 1024
 # Drivers report a card's memory less what firmware and ECC keep (an "80 GB" H100 shows 81559 MiB, 79.6 GiB):
 # a user asking for 80 GiB means that card, so a request matches cards within 2 % below it.
 _MEMORY_SLACK = 0.98
 T = TypeVar("T")
+_ROOM = attrgetter("room")
 RackId = tuple[str, str, str]
 ZoneId = tuple[str, str]
 
@@ -344,6 +360,7 @@ def _search(slots: Sequence[_Slot], want: int, need: int, required: Level | None
     for slot in slots:
         racks.setdefault(slot.state.node.rack_id, []).append(slot)
     rack_room = {rack: sum(s.room for s in members) for rack, members in racks.items()}
+    rooms = _RackRooms(racks)
     zones: dict[ZoneId, list[RackId]] = {}
     for rack in racks:
         zones.setdefault((rack[0], rack[1]), []).append(rack)
@@ -366,15 +383,10 @@ def _search(slots: Sequence[_Slot], want: int, need: int, required: Level | None
         return None
 
     def rack_choice(rack_ids: Iterable[RackId], level: Level | None, tie: Hashable) -> _Choice | None:
-        picked_racks = _pick([(rack_room[r], r, r) for r in rack_ids], target)
-        if picked_racks is None:
+        filled = _fill(list(rack_ids), racks, rack_room, rooms, target)
+        if filled is None:
             return None
-        picks: list[tuple[_Slot, int]] = []
-        for rack, count in picked_racks:
-            chosen = _pick([(s.room, s.state.node.name, s) for s in racks[rack]], count)
-            assert chosen is not None  # the rack's room is the sum of its nodes' room
-            picks.extend(chosen)
-        used = [r for r, _ in picked_racks]
+        used, picks = filled
         key = (
             Level.REGION + 1 if level is None else int(level),
             len(used),
@@ -386,38 +398,108 @@ def _search(slots: Sequence[_Slot], want: int, need: int, required: Level | None
         )
         return _Choice(key=key, picks=tuple(picks), level=level)
 
+    def best_of(options: Iterable[_Choice | None]) -> _Choice | None:
+        return min((c for c in options if c is not None), key=lambda c: c.key, default=None)
+
+    def best_set(sets: list[list[RackId]], level: Level | None, tie: Hashable) -> _Choice | None:
+        """The best choice over rack sets tied on racks, zones and regions (given in best-fit order), stopping
+        at the first whose node count none can beat: the fewest nodes of all their racks together."""
+        floor = rooms.node_count(set(chain.from_iterable(sets)), target) if len(sets) > 1 else 0
+        best: _Choice | None = None
+        for chosen in sets:
+            choice = rack_choice(chosen, level, tie)
+            if choice is not None and (best is None or choice.key < best.key):
+                best = choice
+            if best is not None and best.key[4] <= floor:
+                break
+        return best
+
     # Node: the whole gang on one node.
     if widest >= Level.NODE:
         fitting = [s for s in slots if s.room >= target]
         if fitting:
-            best = min(fitting, key=lambda s: (s.room - target, s.state.node.name))
+            # Tightest fit; of equal room, the node with fewer free cards keeps fewer stranded after it.
+            tightest = min(map(_ROOM, fitting))
+            best = min((s for s in fitting if s.room == tightest),
+                       key=lambda s: (sum(s.state.free), s.state.node.name))
             key = (int(Level.NODE), 1, 1, 1, 1, best.room - target, (tag, best.state.node.name))
             level = Level.LINK_DOMAIN if required is Level.LINK_DOMAIN else Level.NODE
             return _Choice(key=key, picks=((best, target),), level=level)
     if widest >= Level.RACK:
-        options = [c for r, room in rack_room.items() if room >= target
-                   if (c := rack_choice([r], Level.RACK, r))]
-        if options:
-            return min(options, key=lambda c: c.key)
+        choice = best_of(rack_choice([r], Level.RACK, r) for r, room in rack_room.items() if room >= target)
+        if choice is not None:
+            return choice
     if widest >= Level.ZONE:
-        options = [c for z, room in zone_room.items() if room >= target
-                   if (c := rack_choice(zones[z], Level.ZONE, z))]
-        if options:
-            return min(options, key=lambda c: c.key)
+        choice = best_of(rack_choice(zones[z], Level.ZONE, z) for z, room in zone_room.items() if room >= target)
+        if choice is not None:
+            return choice
     if widest >= Level.REGION:
-        options = [c for g, room in region_room.items() if room >= target
-                   if (c := rack_choice(_rack_set(regions[g], zones, rack_room, target), Level.REGION, g))]
-        if options:
-            return min(options, key=lambda c: c.key)
+        choice = best_of(best_set(_rack_sets(regions[g], zones, rack_room, target), Level.REGION, g)
+                         for g, room in region_room.items() if room >= target)
+        if choice is not None:
+            return choice
     if widest > Level.REGION:
         all_zones = [z for members in regions.values() for z in members]
-        return rack_choice(_rack_set(all_zones, zones, rack_room, target), None, "")
+        return best_set(_rack_sets(all_zones, zones, rack_room, target), None, "")
     return None
 
 
-def _rack_set(zone_ids: Sequence[ZoneId], zones: dict[ZoneId, list[RackId]],
-              rack_room: dict[RackId, int], target: int) -> list[RackId]:
-    """Racks of the zones that reach ``target`` with the fewest racks, then fewest zones, then regions."""
+class _RackRooms(dict[RackId, list[int]]):
+    """Each rack's node rooms, largest first, sorted on first use: the exact node-count search reads the
+    same racks many times within one plan."""
+
+    def __init__(self, racks: dict[RackId, list[_Slot]]) -> None:
+        super().__init__()
+        self.racks = racks
+
+    def __missing__(self, rack: RackId) -> list[int]:
+        rooms = self[rack] = sorted((s.room for s in self.racks[rack]), reverse=True)
+        return rooms
+
+    def node_count(self, rack_ids: Iterable[RackId], target: int) -> int:
+        """Fewest nodes of these racks whose room reaches ``target``: any k nodes hold at most the k largest
+        rooms, so the first prefix of the merged rooms, largest first, that reaches it is the fewest."""
+        return _prefix_count(sorted(chain.from_iterable(self[r] for r in rack_ids), reverse=True), target)
+
+
+def _fill(rack_ids: Sequence[RackId], racks: dict[RackId, list[_Slot]], rack_room: dict[RackId, int],
+          rooms: _RackRooms, target: int) -> tuple[list[RackId], list[tuple[_Slot, int]]] | None:
+    """The fewest racks of ``rack_ids`` that reach ``target``, then the fewest nodes in them, then best fit.
+
+    Returns (racks used, (node, replicas) picks), or None when all of them together fall short.
+    """
+    # Among racks of equal room, the one with fewer nodes (denser nodes) first.
+    greedy = _pick([(rack_room[r], (len(racks[r]), r), r) for r in rack_ids], target)
+    if greedy is None:
+        return None
+    used = [r for r, _ in greedy]
+    if len(used) > 1 and comb(len(rack_ids), len(used)) <= EXACT_RACK_SETS:
+        nodes = rooms.node_count(used, target)
+        if nodes > rooms.node_count(rack_ids, target):  # the greedy set may not be node-minimal: try them all
+            best = (nodes, sum(rack_room[r] for r in used) - target, sorted(used))
+            for combo in combinations(sorted(rack_ids), len(used)):
+                room = sum(rack_room[r] for r in combo)
+                if room >= target:
+                    best = min(best, (rooms.node_count(combo, target), room - target, list(combo)))
+            used = best[2]
+    picks = _pick([(s.room, (sum(s.state.free), s.state.node.name), s) for r in used for s in racks[r]], target)
+    assert picks is not None  # the racks' room is the sum of their nodes' room
+    return used, picks
+
+
+def _rack_sets(zone_ids: Sequence[ZoneId], zones: dict[ZoneId, list[RackId]],
+               rack_room: dict[RackId, int], target: int) -> list[list[RackId]]:
+    """The racks of each zone set worth comparing (see :func:`_zone_sets`)."""
+    return [[r for z in chosen for r in zones[z]] for chosen in _zone_sets(zone_ids, zones, rack_room, target)]
+
+
+def _zone_sets(zone_ids: Sequence[ZoneId], zones: dict[ZoneId, list[RackId]],
+               rack_room: dict[RackId, int], target: int) -> list[list[ZoneId]]:
+    """Zone sets that reach ``target`` with the fewest racks, then fewest zones, then regions, best fit first.
+
+    Exact (every tied set, up to :data:`EXACT_ZONE_SETS`, so the caller can break ties by node count) for at
+    most :data:`EXACT_ZONE_SEARCH` zones; one greedy set above that.
+    """
     every = sorted((rack_room[r] for z in zone_ids for r in zones[z]), reverse=True)
     fewest = _prefix_count(every, target)
     top_cache: dict[ZoneId, list[int]] = {z: sorted((rack_room[r] for r in zones[z]), reverse=True)[:fewest]
@@ -428,27 +510,25 @@ def _rack_set(zone_ids: Sequence[ZoneId], zones: dict[ZoneId, list[RackId]],
         return sum(merged[:fewest]) >= target
 
     ordered = sorted(zone_ids)
-    chosen: list[ZoneId]
     if len(ordered) <= EXACT_ZONE_SEARCH:
         for size in range(1, len(ordered) + 1):
             feasible = [combo for combo in combinations(ordered, size) if reaches(combo)]
             if feasible:
-                chosen = list(min(feasible, key=lambda c: (len({z[0] for z in c}), _waste(c, top_cache,
-                                                                                        fewest, target), c)))
-                break
-        else:  # pragma: no cover - the whole domain reaches target by construction
-            chosen = ordered
-    else:
-        chosen = []
-        for zone in sorted(ordered, key=lambda z: (-sum(top_cache[z]), z)):
-            chosen.append(zone)
-            if reaches(chosen):
-                break
-        for zone in sorted(chosen, key=lambda z: (sum(top_cache[z]), z)):
-            rest = [z for z in chosen if z != zone]
-            if rest and reaches(rest):
-                chosen = rest
-    return [r for z in chosen for r in zones[z]]
+                regions = min(len({z[0] for z in c}) for c in feasible)
+                tied = sorted((c for c in feasible if len({z[0] for z in c}) == regions),
+                              key=lambda c: (_waste(c, top_cache, fewest, target), c))
+                return [list(c) for c in tied[:EXACT_ZONE_SETS]]
+        return [ordered]  # pragma: no cover - the whole domain reaches target by construction
+    chosen: list[ZoneId] = []
+    for zone in sorted(ordered, key=lambda z: (-sum(top_cache[z]), z)):
+        chosen.append(zone)
+        if reaches(chosen):
+            break
+    for zone in sorted(chosen, key=lambda z: (sum(top_cache[z]), z)):
+        rest = [z for z in chosen if z != zone]
+        if rest and reaches(rest):
+            chosen = rest
+    return [chosen]
 
 
 def _waste(chosen: Iterable[ZoneId], top: dict[ZoneId, list[int]], fewest: int, target: int) -> int:
@@ -468,16 +548,18 @@ def _prefix_count(descending: Sequence[int], target: int) -> int:
 def _pick(items: Sequence[tuple[int, Hashable, T]], need: int) -> list[tuple[T, int]] | None:
     """Fewest items whose weights reach ``need``: largest first, and the last pick the smallest that fits.
 
+    Ties of equal weight go to the smaller tie key (``(free cards, name)`` for nodes: fewer stranded cards).
     Returns (item, amount taken) pairs; every item but the last is taken whole.
     """
-    order = sorted(items, key=lambda item: (-item[0], str(item[1])))
+    order = sorted(items, key=lambda item: (-item[0], item[1]))
     negated = [-weight for weight, _, _ in order]
     picks: list[tuple[T, int]] = []
     remaining = need
     for i, (weight, _, item) in enumerate(order):
         last_fitting = bisect_right(negated, -remaining, lo=i) - 1
         if last_fitting >= i:
-            picks.append((order[last_fitting][2], remaining))
+            first_of_weight = bisect_left(negated, negated[last_fitting], lo=i)
+            picks.append((order[first_of_weight][2], remaining))
             return picks
         picks.append((item, weight))
         remaining -= weight
