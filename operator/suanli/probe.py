@@ -394,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--array-mib", type=int, default=0, help="MiB per stream array, 0 for STREAM's rule")
     ap.add_argument("--lib-path", help="colon-separated directories with vendor libraries")
     ap.add_argument("--json", action="store_true", help="print the JSON report (default: a text summary)")
+    ap.add_argument("--inject-fault", action="store_true",
+                    help="self-test: corrupt one result so verification must fail (never in production)")
     ap.add_argument("--build-info", action="store_true", help="print how the library was built")
     args = ap.parse_args(argv)
     try:
@@ -408,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                     threads=args.threads,
                     array_bytes=args.array_mib << 20,
                     lib_path=args.lib_path,
+                    inject_fault=args.inject_fault,
                 ),
             )
         else:
