@@ -30,6 +30,7 @@ __all__ = [
     "PcieSwitch",
     "ProbeReport",
     "Topology",
+    "available_backends",
     "bench",
     "bench_cpu",
     "build_info",
@@ -345,6 +346,15 @@ def cpu_stream(n: int, reps: int, threads: int = 0, inject_fault: bool = False) 
         "reps": out.reps,
         "threads": out.threads,
     }
+
+
+def available_backends() -> frozenset[str]:
+    """Backends that can run here: those built into the library, plus GPU modules present where the
+    library loads them from ($SUANLI_BACKEND_DIR, else next to the library)."""
+    built = {b for b in str(build_info().get("backends", "cpu")).split(",") if b}
+    folder = Path(os.environ.get("SUANLI_BACKEND_DIR") or library_path().parent)
+    found = {b for b in ("cuda", "hip") if (folder / f"libsuanli_{b}.so").is_file()}
+    return frozenset(built | found | {"cpu", "ascend"})
 
 
 def build_info() -> dict[str, Any]:
