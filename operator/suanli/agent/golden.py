@@ -51,7 +51,9 @@ class Entry(_Model):
 
     model: Annotated[str, Field(min_length=1, max_length=63)]
     """Canonical model, as the agent labels it (``H100``, ``Ascend910B``, ``DCU-K100-AI``)."""
-    pci_device: Annotated[str, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{4}$")] | None = Field(default=None, alias="pciDevice")
+    pci_device: Annotated[str, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{4}$")] | None = Field(
+        default=None, alias="pciDevice"
+    )
     name: Annotated[str, Field(max_length=120)] | None = None
     copy_gbps: Figure | None = Field(default=None, alias="copyGBps")
     """A STREAM copy kernel's bandwidth (CUDA, HIP)."""
