@@ -107,13 +107,15 @@ def test_slow_hung_and_crashing_cards_are_degraded_and_the_agent_finishes(
     name = f"gate-{uuid.uuid4().hex[:8]}"
     core.create_node(fake_node(name, allocatable={"nvidia.com/gpu": "8"}))  # type: ignore[arg-type]
     try:
-        proc = run_agent(cluster, name, "--bench-timeout", "5",
+        # 15 s: eight Python children start at once on a shared 2-CPU test machine; a healthy child
+        # finishes in about a second, the hung one is killed at the limit.
+        proc = run_agent(cluster, name, "--bench-timeout", "15",
                          SUANLI_FAKE_GPU_SLOW="1", SUANLI_FAKE_GPU_HANG="4", SUANLI_FAKE_GPU_CRASH="6")
-        assert "did not finish within 5s" in proc.stderr or "timeout" in proc.stderr
-        assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "5"
+        assert "device 4: bench did not finish within 15s" in proc.stderr
         stored = parse_node(record(api_client, name))
         degraded = {d.index: d.health_reason for d in stored.status.devices if d.health == DeviceHealth.DEGRADED}
-        assert degraded == {1: "BelowGolden", 4: "BenchTimedOut", 6: "BenchCrashed"}
+        assert degraded == {1: "BelowGolden", 4: "BenchTimedOut", 6: "BenchCrashed"}, stored.status.errors
+        assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "5"
         [(reason, kind, message)] = events(core, name)
         assert (reason, kind) == ("AcceleratorDegraded", "Warning")
         assert "no longer placed" in message and "5 of 8 cards usable" in message
@@ -121,7 +123,7 @@ def test_slow_hung_and_crashing_cards_are_degraded_and_the_agent_finishes(
         assert bench.reason == "BenchFailed"
 
         # --place-degraded: the same cards stay visible as Degraded but count as usable again.
-        run_agent(cluster, name, "--bench-timeout", "5", "--place-degraded",
+        run_agent(cluster, name, "--bench-timeout", "15", "--place-degraded",
                   SUANLI_FAKE_GPU_SLOW="1", SUANLI_FAKE_GPU_HANG="4", SUANLI_FAKE_GPU_CRASH="6")
         assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "8"
         stored = parse_node(record(api_client, name))

@@ -17,8 +17,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ def _kill(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def run_plan(plan: BenchPlan, poll_s: float = 0.05) -> dict[str, Any]:
+def run_plan(plan: BenchPlan) -> dict[str, Any]:
     """Runs the plan's children concurrently and returns their merged report. Never raises for a child
     that crashes, hangs or prints garbage: that becomes the device's ``outcome`` and ``error``."""
     env = dict(os.environ)
@@ -120,30 +120,31 @@ def run_plan(plan: BenchPlan, poll_s: float = 0.05) -> dict[str, Any]:
         env.setdefault(key, value)
     env.update(plan.extra_env)
     targets: list[int | None] = list(plan.devices) if plan.devices is not None else [None]
-    children: list[tuple[int | None, subprocess.Popen[str], float]] = []
-    for device in targets:
+
+    def one(device: int | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        # Each child is waited for in its own thread, each with the whole limit from its own start.
         proc = subprocess.Popen(
             child_command(plan, device), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )
-        children.append((device, proc, time.monotonic() + plan.timeout_s))
-
-    reports: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
-    for device, proc, deadline in children:
         timed_out = False
         try:
-            stdout, stderr = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            stdout, stderr = proc.communicate(timeout=plan.timeout_s)
         except subprocess.TimeoutExpired:
             _kill(proc)
             stdout, stderr = proc.communicate()
             timed_out = True
         if stderr.strip():
             log.info("bench %s device %s: %s", plan.backend, device, stderr.strip()[-500:])
-        report, found = _collect(proc, device, plan, stdout, timed_out)
-        if report is not None:
-            reports.append(report)
-        entries.extend(found)
+        return _collect(proc, device, plan, stdout, timed_out)
+
+    reports: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="bench") as pool:
+        for report, found in pool.map(one, targets):
+            if report is not None:
+                reports.append(report)
+            entries.extend(found)
     return merge(plan.backend, reports, entries)
 
 
