@@ -37,8 +37,8 @@ COPY pyproject.toml README.md ./
 COPY kernels/ kernels/
 COPY operator/ operator/
 # ON, not AUTO: an image without a backend the chart relies on must fail to build, not ship silently.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels \
-      -Ccmake.define.SUANLI_CUDA=ON -Ccmake.define.SUANLI_HIP=ON .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+      -Ccmake.define.SUANLI_CUDA=ON -Ccmake.define.SUANLI_HIP=ON
 
 FROM ${PYTHON_IMAGE}
 # libgomp1: the probe's throughput kernels use OpenMP. Unpinned for the same reason as above.
