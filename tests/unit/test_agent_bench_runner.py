@@ -136,7 +136,7 @@ def test_agent_scheduled_retest_and_on_request(gpus: pytest.MonkeyPatch) -> None
 
 def test_busy_cards_are_not_benched(gpus: pytest.MonkeyPatch) -> None:
     publisher = Recorder()
-    agent = make_agent(publisher, busy_memory_mib=0)  # the fake NVML reports memory in use on every card
+    agent = make_agent(publisher, busy_memory_fraction=0.0)  # the fake NVML reports 1 GiB in use on every card
     agent.cycle()
     _, measurement, note, _ = publisher.calls[-1]
     assert measurement is None and "busy" in note

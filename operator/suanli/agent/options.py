@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--bench-timeout", type=float, default=d.bench_timeout_seconds, metavar="SECONDS",
                         help="limit of one card's bench process; then it is killed (default: %(default)s)")
-    parser.add_argument("--busy-memory-mib", type=int, default=d.busy_memory_mib, metavar="MIB",
-                        help="a card using more memory runs a job and is not benched (default: %(default)s)")
+    parser.add_argument("--busy-memory-fraction", type=float, default=d.busy_memory_fraction, metavar="F",
+                        help="a card using more of its memory runs a job and is not benched (default: %(default)s)")
     parser.add_argument("--golden-file", default=d.golden_file, metavar="FILE",
                         help="YAML entries replacing or adding to the built-in golden table")
     parser.add_argument("--golden-fraction", type=float, default=d.golden_fraction, metavar="F",
@@ -52,7 +52,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         node_name=args.node_name, sysfs_root=args.sysfs_root, interval_seconds=args.interval,
         once=args.once, bench=args.bench, bench_budget_seconds=args.bench_budget,
         bench_interval_seconds=args.bench_interval, bench_timeout_seconds=args.bench_timeout,
-        busy_memory_mib=args.busy_memory_mib, golden_file=args.golden_file,
+        busy_memory_fraction=args.busy_memory_fraction, golden_file=args.golden_file,
         golden_fraction=args.golden_fraction, median_fraction=args.median_fraction,
         place_degraded=args.place_degraded, lib_path=args.lib_path,
         request_timeout_seconds=args.request_timeout,

@@ -25,7 +25,7 @@ from .bench_runner import BenchPlan, run_plan
 from .gate import GatePolicy, Verdict, apply_verdicts, judge, merge_verdicts, verdicts_from_status
 from .golden import GoldenTable
 from .publisher import NodeNotFoundError, Published
-from .report import NodeReport, ProbeFailedError, build_report
+from .report import Card, NodeReport, ProbeFailedError, build_report
 from .throughput import Measurement, choose_backend, failed_measurement, read_bench
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ class AgentSettings:
     bench_timeout_seconds: float = 120.0
     """Wall-clock limit of one card's bench process, start-up included; a hung bench is killed and
     the card reported Degraded (BenchTimedOut). Two 2 s measurements take ~10 s on a real card."""
-    busy_memory_mib: int = 2048
-    """A card with more memory in use (per its management library) is running a job: it is not
-    benched. Idle drivers hold a few hundred MiB."""
+    busy_memory_fraction: float = 0.1
+    """A card with more than this fraction of its memory in use (per its management library) is
+    running a job: it is not benched. Idle cards hold little: a few hundred MiB on NVIDIA, ~3 GB of
+    64 GB on Ascend 910B (firmware); a training job holds most of it."""
     golden_file: str | None = None
     """YAML whose entries replace or add to the built-in golden table (operator/suanli/agent/golden.yaml)."""
     golden_fraction: float = 0.75
@@ -88,8 +89,8 @@ class AgentSettings:
         if not self.bench_timeout_seconds > 2 * self.bench_budget_seconds:
             raise ValueError(f"--bench-timeout={self.bench_timeout_seconds} must exceed twice --bench-budget "
                              f"({self.bench_budget_seconds}): a bench is a bandwidth and an FMA measurement")
-        if self.busy_memory_mib < 0:
-            raise ValueError(f"--busy-memory-mib={self.busy_memory_mib} must be >= 0")
+        if not 0 <= self.busy_memory_fraction <= 1:
+            raise ValueError(f"--busy-memory-fraction={self.busy_memory_fraction} must be in [0, 1]")
         self.policy()  # validates the fractions
 
     def policy(self) -> GatePolicy:
@@ -152,6 +153,12 @@ class Agent:
             self.settings.bench_interval_seconds > 0 and self._monotonic() >= self._next_bench
         )
 
+    def _busy(self, card: Card) -> bool:
+        """Holding a job's memory (unknown usage counts as idle: the driver cannot tell)."""
+        if card.memory_used_mib is None or not card.memory_mib:
+            return False
+        return card.memory_used_mib > self.settings.busy_memory_fraction * card.memory_mib
+
     def _measure(self, report: NodeReport, on_demand: bool) -> None:
         """Bench the idle cards (in child processes) and let the gate judge them."""
         interval = self.settings.bench_interval_seconds
@@ -165,12 +172,11 @@ class Agent:
             log.info("throughput not measured: %s", self._bench_note)
             return
         cards = report.vendor_cards
-        busy = frozenset(c.bus_id for c in cards
-                         if c.memory_used_mib is not None and c.memory_used_mib > self.settings.busy_memory_mib)
+        busy = frozenset(c.bus_id for c in cards if self._busy(c))
         devices = None if backend == "cpu" else [i for i, c in enumerate(cards) if c.bus_id not in busy]
         if devices == []:
-            self._bench_note = (f"all {len(cards)} cards busy (over {self.settings.busy_memory_mib} MiB in use): "
-                                "not measured")
+            self._bench_note = (f"all {len(cards)} cards busy (over {self.settings.busy_memory_fraction:.0%} of "
+                                "memory in use): not measured")
             log.info("throughput not measured: %s", self._bench_note)
             return
         plan = BenchPlan(backend, devices, budget_s=self.settings.bench_budget_seconds,
