@@ -15,8 +15,6 @@
 
 #define STREAM_SCALAR 0.5
 #define STREAM_MAX_REPS 40
-#define FMA_CHAINS 8
-#define FMA_VARIANTS 32
 #define BLOCK 256
 
 __global__ void k_init(double *a, double *b, double *c, size_t n) {
@@ -46,41 +44,8 @@ __global__ void k_verify(const double *a, const double *b, const double *c, doub
 
 __global__ void k_corrupt(double *a, size_t i) { a[i] = a[i] + 1.0; }
 
-/*
- * FMA stress with a closed-form answer. Each step adds an exact product and the next subtracts the
- * same product formed from different factors: x0 + (UV)*W - U*(VW) == x0 bit for bit, because every
- * operand is a small odd integer scaled by a power of two and x0 + p fits the float significand
- * (x0 and p in [1,2) with 22 fraction bits, so x0 + p in [2,4) needs no rounding). Nothing contracts:
- * an error made at any step stays in x to the end (there is no multiplication that shrinks it), and a
- * multiplier that is systematically wrong cannot cancel itself, since the two products use different
- * factor bit patterns. The answer is x0, so checking costs nothing on the host. Only a flip of x's
- * lowest significand bit (2^-23, below the 2^-22 grid) is rounded away at the next step.
- */
-#define FMA_UNROLL 4 /* operand sets per chain and loop trip: 2 * FMA_UNROLL * FMA_CHAINS FMAs per trip */
-
-__host__ __device__ inline unsigned fma_hash(unsigned v) {
-    v ^= v >> 16;
-    v *= 0x7feb352du;
-    v ^= v >> 15;
-    v *= 0x846ca68bu;
-    return v ^ (v >> 16);
-}
-
-/* x0 = 1 + t * 2^-22, t a 22-bit pattern that differs per variant and chain. */
-__host__ __device__ inline float fma_start(unsigned variant, unsigned chain) {
-    return 1.0f + (float)(fma_hash(variant * FMA_CHAINS + chain + 1u) & 0x3fffffu) * 0x1p-22f;
-}
-
-/* Odd U, V, W in [163, 203]: U*V*W in [2^22, 2^23), so p = UVW * 2^-22 lies in [1, 2). */
-__host__ __device__ inline void fma_operands(unsigned variant, unsigned set, float *a1, float *b1, float *a2, float *b2) {
-    unsigned h = fma_hash(0x51a7u + variant * FMA_UNROLL + set);
-    float u = (float)(163u + 2u * (h % 21u)), v = (float)(163u + 2u * ((h >> 8) % 21u)),
-          w = (float)(163u + 2u * ((h >> 16) % 21u));
-    *a1 = u * v * 0x1p-15f; /* exact: U*V < 2^16 */
-    *b1 = w * 0x1p-7f;
-    *a2 = -u * 0x1p-7f;
-    *b2 = v * w * 0x1p-15f;
-}
+#define SUANLI_HD __host__ __device__
+#include "gpu/fma_closed_form.h"
 
 __global__ void k_fma(long iters, unsigned long long *bad, int inject_fault) {
     unsigned tid = blockIdx.x * blockDim.x + threadIdx.x, variant = tid % FMA_VARIANTS;
