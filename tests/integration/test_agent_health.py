@@ -130,3 +130,35 @@ def test_slow_hung_and_crashing_cards_are_degraded_and_the_agent_finishes(
         assert sum(d.health == DeviceHealth.DEGRADED for d in stored.status.devices) == 3
     finally:
         delete_nodes(core, [name])
+
+
+def test_data_corruption_survives_a_restart_until_an_on_demand_retest_passes(
+    cluster: Any, api_client: client.ApiClient, core: client.CoreV1Api, crds_applied: list[str]
+) -> None:
+    name = f"sdc-{uuid.uuid4().hex[:8]}"
+    core.create_node(fake_node(name, allocatable={"nvidia.com/gpu": "8"}))  # type: ignore[arg-type]
+    custom = client.CustomObjectsApi(api_client)
+    try:
+        run_agent(cluster, name, SUANLI_FAKE_GPU_CORRUPT="2")
+        assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "7"
+
+        # A new agent process (a restart), the card now passing: still out, a clean run proves nothing.
+        run_agent(cluster, name)
+        stored = parse_node(record(api_client, name))
+        assert (stored.status.devices[2].health, stored.status.devices[2].health_reason) == (
+            DeviceHealth.UNHEALTHY, "DataCorruption")
+        assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "7"
+
+        # The administrator asks for a re-test: it passes, the card is back, the request is answered.
+        custom.patch_cluster_custom_object("suanli.io", "v1alpha1", "acceleratornodes", name,
+                                           {"metadata": {"annotations": {"suanli.io/bench-request": "r1"}}})
+        run_agent(cluster, name)
+        assert our_labels(core, name)["suanli.io/accelerator.healthy"] == "8"
+        obj = record(api_client, name)
+        assert obj["metadata"]["annotations"]["suanli.io/bench-request-done"] == "r1"
+        stored = parse_node(obj)
+        card = stored.status.devices[2]
+        assert card.health == DeviceHealth.HEALTHY and card.health_reason is None
+        assert [r for r, _, _ in events(core, name)] == ["AcceleratorDataCorruption", "AcceleratorRecovered"]
+    finally:
+        delete_nodes(core, [name])
