@@ -293,3 +293,10 @@ def test_gate_fractions_are_checked() -> None:
         GatePolicy(golden_fraction=1.5)
     with pytest.raises(ValueError, match="--median-fraction"):
         GatePolicy(median_fraction=0)
+
+
+def test_long_verdicts_are_clipped_in_the_condition(h100: NodeReport) -> None:
+    verdicts = {c.bus_id: Verdict(DeviceHealth.DEGRADED, Reason.BENCH_CRASHED, "x" * 5000) for c in h100.vendor_cards}
+    status = report_status(apply_verdicts(h100, verdicts, POLICY), None, "", None, True, NOW)
+    healthy = next(c for c in status.conditions if c.type == "Healthy")
+    assert len(healthy.message) == 8192 and healthy.message.endswith("...")

@@ -64,9 +64,16 @@ def accelerator_node(node_name: str, node_uid: str, versions: Mapping[str, str] 
     return obj.to_wire()
 
 
+_MAX_MESSAGE = 8192
+"""Condition messages list cards with the driver's or the gate's words; 64 cards could exceed what a
+reader wants (and, unclipped, the API's 32 KiB limit)."""
+
+
 def _condition(
     kind: str, status: ConditionStatus, reason: str, message: str, now: datetime
 ) -> Condition:
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
     return Condition(type=kind, status=status, reason=reason, message=message, last_transition_time=now)
 
 
