@@ -264,3 +264,31 @@ def test_cli_parses_agent_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["agent", "--bench", "tpu"])
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--golden-file", "/nonexistent/golden.yaml"], "golden file /nonexistent/golden.yaml: No such file"),
+        (["--bench-timeout", "1", "--bench-budget", "2"], "--bench-timeout=1.0 must exceed twice --bench-budget"),
+        (["--golden-fraction", "2"], "--golden-fraction=2.0 must be in (0, 1]"),
+        (["--busy-memory-fraction", "-1"], "--busy-memory-fraction=-1.0 must be in [0, 1]"),
+        (["--bench-interval", "-5"], "--bench-interval=-5.0 must be >= 0"),
+    ],
+)
+def test_cli_rejects_bad_gate_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["agent", "--node-name", "n", "--once", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_passes_the_gate_options() -> None:
+    from suanli.agent.options import settings_from
+
+    args = cli.build_parser().parse_args(
+        ["agent", "--node-name", "n", "--bench-interval", "0", "--bench-timeout", "30", "--golden-fraction", "0.8",
+         "--median-fraction", "0.9", "--place-degraded", "--busy-memory-fraction", "0.5", "--golden-file", "g.yaml"])
+    s = settings_from(args)
+    assert (s.bench_interval_seconds, s.bench_timeout_seconds) == (0, 30)
+    assert (s.golden_fraction, s.median_fraction) == (0.8, 0.9)
+    assert s.place_degraded and s.busy_memory_fraction == 0.5 and s.golden_file == "g.yaml"
+    assert s.policy().place_degraded
