@@ -1,8 +1,10 @@
 """CPU triad bandwidth: our kernel vs a plain STREAM-style loop, side by side in one run.
 
 Both are built with the same compiler and flags (the library reports its own), use
-the machine's thread count and arrays of at least 4x the last-level cache, and take
-the best of N repetitions; rounds alternate between the two so drift hits both.
+the machine's thread count and arrays of at least 4x the last-level cache, bind their
+threads the same way (OMP_PROC_BIND=spread OMP_PLACES=cores, as the agent's bench
+processes do), and take the best of N repetitions; rounds alternate between the two so
+drift hits both. The FMA rate of the CPU kernel is reported alongside.
 
     SUANLI_KERNELS_LIB=build/kernels-test/libsuanli_kernels.so \\
         PYTHONPATH=operator python bench/stream.py [--rounds 5] [--reps 10]
@@ -39,6 +41,10 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=10, help="timed repetitions per round (STREAM's NTIMES)")
     ap.add_argument("--array-mib", type=int, default=0, help="MiB per array; 0 = 4x last-level cache")
     args = ap.parse_args()
+    if "OMP_PROC_BIND" not in os.environ:
+        # libgomp reads its binding when it loads: restart with it set, so ours is bound like the reference.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "OMP_PROC_BIND": "spread", "OMP_PLACES": "cores"})
 
     threads = os.cpu_count() or 1
     probe = kprobe.bench_cpu(budget_s=0.05, threads=threads)["devices"][0]
@@ -73,6 +79,8 @@ def main() -> int:
         "reference_triad_gbs": round(max(ref), 2),
         "ratio": round(max(ours) / max(ref), 3),
         "rounds": {"ours": [round(x, 2) for x in ours], "reference": [round(x, 2) for x in ref]},
+        "binding": {k: os.environ[k] for k in ("OMP_PROC_BIND", "OMP_PLACES")},
+        "fma_gflops_fp64": round(kprobe.bench_cpu(budget_s=1.0, threads=threads)["fma_gflops"] or 0.0, 1),
     }
     print(json.dumps(result, indent=2))
     return 0 if result["ratio"] >= 0.9 else 1

@@ -13,6 +13,7 @@ static void usage(FILE *f) {
     fputs("usage: suanli-probe [--sysfs-root DIR] [--lib-path DIRS] [--json]\n"
           "       suanli-probe --bench cpu|cuda|hip|ascend [--budget SECONDS] [--device N]\n"
           "                    [--threads N] [--array-mib MIB] [--lib-path DIRS] [--json]\n"
+          "                    [--inject-fault]   (self-test: verification must fail)\n"
           "       suanli-probe --build-info | --version\n",
           f);
 }
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         if (strcmp(a, "--version") == 0) { printf("%s\n", suanli_version()); return 0; }
         if (strcmp(a, "--build-info") == 0) { build_info = 1; continue; }
+        if (strcmp(a, "--inject-fault") == 0) { o.inject_fault = 1; continue; }
         if (!v) { fprintf(stderr, "suanli-probe: %s needs a value\n", a); usage(stderr); return 2; }
         i++;
         if (strcmp(a, "--sysfs-root") == 0) sysfs = v;

@@ -19,6 +19,9 @@ void bench_begin(json *j, const char *backend) {
     json_key(j, "schema_version"); json_int(j, SUANLI_SCHEMA_VERSION);
     json_key(j, "kind"); json_str(j, "bench");
     json_key(j, "backend"); json_str(j, backend);
+    /* Ascend has no compute-kernel copy here (no AscendC compiler): its copy figure is the DMA
+     * engine's device-to-device copy bandwidth, a different quantity from a STREAM copy. */
+    json_key(j, "copy_method"); json_str(j, strcmp(backend, "ascend") == 0 ? "dma" : "kernel");
     json_key(j, "versions");
     json_obj(j);
     json_key(j, "suanli"); json_str(j, suanli_version());

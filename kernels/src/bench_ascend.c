@@ -1,7 +1,7 @@
 /*
- * Ascend NPU memory bandwidth through the ACL runtime (libascendcl, loaded at run time).
+ * Ascend NPU DMA copy bandwidth through the ACL runtime (libascendcl, loaded at run time).
  * Without an AscendC compiler there are no device kernels, so copy is measured as a
- * device-to-device aclrtMemcpy and verified by copying the result back to the host;
+ * device-to-device aclrtMemcpy (the DMA engines, not the AI cores: copy_method "dma") and verified by copying the result back to the host;
  * triad and FMA are reported as unsupported rather than guessed.
  */
 #include <stdio.h>
@@ -156,6 +156,7 @@ void bench_ascend(json *j, const suanli_bench_options *o) {
     json_key(j, "triad_gbs"); json_null(j);
     json_key(j, "fma_gflops"); json_null(j);
     json_key(j, "unsupported"); json_arr(j); json_str(j, "triad_gbs"); json_str(j, "fma_gflops"); json_end_arr(j);
+    json_key(j, "device_count"); json_int(j, (int64_t)n);
     json_key(j, "devices");
     json_arr(j);
     for (int d = first; d <= last && d - first < MAX_DEVICES; d++) {

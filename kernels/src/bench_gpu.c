@@ -111,6 +111,9 @@ void bench_gpu(json *j, const char *backend, const suanli_bench_options *o) {
     json_key(j, "copy_gbs"); if (min_copy >= 0) json_num(j, min_copy); else json_null(j);
     json_key(j, "triad_gbs"); if (min_triad >= 0) json_num(j, min_triad); else json_null(j);
     json_key(j, "fma_gflops"); if (min_fma >= 0) json_num(j, min_fma); else json_null(j);
+    /* All the runtime lists, also when one was measured: a caller running one device per process
+     * learns from it whether the runtime's numbering covers every card. */
+    json_key(j, "device_count"); json_int(j, n);
     json_key(j, "devices");
     json_arr(j);
     for (int d = first; d <= last; d++) write_result(j, d, &res[d - first], "fp32");

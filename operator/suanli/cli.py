@@ -110,25 +110,9 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 def _agent_args(parser: argparse.ArgumentParser) -> None:
-    import os
+    from .agent.options import add_arguments
 
-    parser.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), metavar="NAME",
-                        help="the Node to describe (default: $NODE_NAME, set from spec.nodeName in the DaemonSet)")
-    parser.add_argument("--sysfs-root", default="/sys", metavar="DIR",
-                        help="sysfs mount to scan (default: %(default)s)")
-    parser.add_argument("--interval", type=float, default=300.0, metavar="SECONDS",
-                        help="seconds between probes (default: %(default)s)")
-    parser.add_argument("--once", action="store_true", help="probe and publish once, then exit")
-    parser.add_argument("--bench", choices=("auto", "none", "cpu", "cuda", "hip", "ascend"), default="auto",
-                        help="throughput measurement at start: auto (default) measures the cards with their "
-                             "vendor's backend when the library has it, else skips")
-    parser.add_argument("--bench-budget", type=float, default=2.0, metavar="SECONDS",
-                        help="seconds per measurement and card (default: %(default)s)")
-    parser.add_argument("--lib-path", default=None, metavar="DIRS",
-                        help="colon-separated directories with the vendor libraries (NVML, DCMI, ROCm SMI, ACL)")
-    parser.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="timeout of each API request (default: %(default)s)")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
 
 
 def _agent_run(args: argparse.Namespace) -> int:
@@ -136,18 +120,17 @@ def _agent_run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .agent import Agent, AgentSettings
+    from .agent import Agent
+    from .agent.golden import GoldenError, GoldenTable
+    from .agent.options import settings_from
     from .agent.publisher import Publisher, connect
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = AgentSettings(
-            node_name=args.node_name, sysfs_root=args.sysfs_root, interval_seconds=args.interval,
-            once=args.once, bench=args.bench, bench_budget_seconds=args.bench_budget, lib_path=args.lib_path,
-            request_timeout_seconds=args.request_timeout,
-        )
-    except ValueError as exc:
+        settings = settings_from(args)
+        golden = GoldenTable.load(Path(settings.golden_file) if settings.golden_file else None)
+    except (ValueError, GoldenError) as exc:
         print(f"suanli agent: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
@@ -155,7 +138,7 @@ def _agent_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with connect() as api:
         publisher = Publisher(api, settings.node_name, settings.request_timeout_seconds)
-        return Agent(settings, publisher).run(stop)
+        return Agent(settings, publisher, golden=golden).run(stop)
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -30,6 +30,7 @@ __all__ = [
     "PcieSwitch",
     "ProbeReport",
     "Topology",
+    "available_backends",
     "bench",
     "bench_cpu",
     "build_info",
@@ -347,6 +348,15 @@ def cpu_stream(n: int, reps: int, threads: int = 0, inject_fault: bool = False) 
     }
 
 
+def available_backends() -> frozenset[str]:
+    """Backends that can run here: those built into the library, plus GPU modules present where the
+    library loads them from ($SUANLI_BACKEND_DIR, else next to the library)."""
+    built = {b for b in str(build_info().get("backends", "cpu")).split(",") if b}
+    folder = Path(os.environ.get("SUANLI_BACKEND_DIR") or library_path().parent)
+    found = {b for b in ("cuda", "hip") if (folder / f"libsuanli_{b}.so").is_file()}
+    return frozenset(built | found | {"cpu", "ascend"})
+
+
 def build_info() -> dict[str, Any]:
     """Compiler, flags and backends the library was built with."""
     return _take_json(_lib().suanli_build_info_json())
@@ -394,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--array-mib", type=int, default=0, help="MiB per stream array, 0 for STREAM's rule")
     ap.add_argument("--lib-path", help="colon-separated directories with vendor libraries")
     ap.add_argument("--json", action="store_true", help="print the JSON report (default: a text summary)")
+    ap.add_argument("--inject-fault", action="store_true",
+                    help="self-test: corrupt one result so verification must fail (never in production)")
     ap.add_argument("--build-info", action="store_true", help="print how the library was built")
     args = ap.parse_args(argv)
     try:
@@ -408,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                     threads=args.threads,
                     array_bytes=args.array_mib << 20,
                     lib_path=args.lib_path,
+                    inject_fault=args.inject_fault,
                 ),
             )
         else:

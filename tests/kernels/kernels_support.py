@@ -23,6 +23,13 @@ FAKE_ENV = (
     "SUANLI_FAKE_CORRUPT",
     "SUANLI_FAKE_NPUS",
     "SUANLI_VENDOR_LIB_PATH",
+    "SUANLI_FAKE_GPUS",
+    "SUANLI_FAKE_GPU_CORRUPT",
+    "SUANLI_FAKE_GPU_SLOW",
+    "SUANLI_FAKE_GPU_HANG",
+    "SUANLI_FAKE_GPU_CRASH",
+    "SUANLI_FAKE_GPU_COPY_GBS",
+    "SUANLI_BACKEND_DIR",
 )
 """Environment the fake drivers read; cleared around each test so one test's fault never leaks."""
 
@@ -87,3 +94,18 @@ def kernels_library() -> Path:
         os.environ["SUANLI_KERNELS_LIB"] = str(lib)
     assert lib.is_file(), f"kernels library not built at {lib}"
     return lib
+
+
+def build_fake_gpu_backend(dest: Path, backend: str = "cuda") -> Path:
+    """Compiles fakes/fake_gpu_backend.c as ``libsuanli_<backend>.so`` in dest (point SUANLI_BACKEND_DIR
+    at it): the real bench path (library, dlopen, JSON) with results the SUANLI_FAKE_GPU_* variables pick."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the fake GPU backend"
+    dest.mkdir(parents=True, exist_ok=True)
+    module = dest / f"libsuanli_{backend}.so"
+    subprocess.run(
+        [cc, "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I", str(KERNELS / "src"),
+         "-o", str(module), str(FAKES_SRC / "fake_gpu_backend.c")],
+        check=True,
+    )
+    return module

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from schema_check import validate
 
@@ -53,7 +55,17 @@ def test_bench_cpu_withholds_numbers_that_fail_verification() -> None:
     assert r["devices"][0]["verified"] is False
 
 
-def test_stream_rule_sizes_arrays_from_the_cache() -> None:
+def test_fma_fault_at_the_first_step_is_still_there_at_the_end() -> None:
+    """The recurrence never contracts: a lane perturbed before its first FMA ends off its closed form.
+    (The old x = x*m + a reached a fixed point and would have erased it.)"""
+    r = kprobe.bench("cpu", kprobe.BenchOptions(budget_s=0.2, array_bytes=1 << 20, inject_fault=True))
+    dev = r["devices"][0]
+    assert dev["fma_mismatches"] == 1, "exactly the perturbed lane, after the whole run"
+    assert dev["fma_reps"] >= 3
+
+
+def test_stream_rule_sizes_arrays_from_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SUANLI_CGROUP_ROOT", str(tmp_path))  # no limits: the rule alone sizes the arrays
     r = kprobe.bench_cpu(budget_s=0.05)
     dev = r["devices"][0]
     assert dev["array_bytes"] >= 4 * dev["last_level_cache_bytes"]
@@ -70,3 +82,47 @@ def test_stream_rule_sizes_arrays_from_the_cache() -> None:
 def test_bad_options_name_the_field(backend: str, options: kprobe.BenchOptions, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         kprobe.bench(backend, options)
+
+
+def cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        # cgroup v2: a one-CPU quota, 256 MiB limit with 150 MB in use.
+        {"cpu.max": "100000 100000", "memory.max": "268435456", "memory.current": "150000000"},
+        # cgroup v1, the same limits.
+        {"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000",
+         "memory/memory.limit_in_bytes": "268435456", "memory/memory.usage_in_bytes": "150000000"},
+    ],
+    ids=["v2", "v1"],
+)
+def test_cpu_bench_fits_the_container(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, files: dict[str, str]) -> None:
+    """Arrays in half of what the memory limit leaves (an OOM kill would take the agent with it),
+    threads no more than the CPU quota allows."""
+    monkeypatch.setenv("SUANLI_CGROUP_ROOT", str(cgroup(tmp_path, files)))
+    r = kprobe.bench_cpu(budget_s=0.05)
+    assert validate(r) == [] and r["status"] == "ok", r["error"]
+    dev = r["devices"][0]
+    left = 268435456 - 150000000
+    assert 3 * dev["array_bytes"] <= left // 2 and dev["array_bytes"] >= (left // 6) - 8
+    assert dev["array_capped_by"] == "cgroup memory limit"
+    assert dev["threads"] == 1 and dev["threads_capped_by"] == "cgroup cpu quota"
+
+
+def test_unlimited_cgroup_caps_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SUANLI_CGROUP_ROOT", str(cgroup(tmp_path, {"cpu.max": "max 100000", "memory.max": "max"})))
+    dev = kprobe.bench_cpu(budget_s=0.05, array_bytes=2 << 20)["devices"][0]
+    assert dev["array_capped_by"] is None and dev["threads_capped_by"] is None
+    assert dev["array_bytes"] == 2 << 20
+
+
+def test_explicit_threads_win_over_the_quota(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SUANLI_CGROUP_ROOT", str(cgroup(tmp_path, {"cpu.max": "100000 100000"})))
+    dev = kprobe.bench_cpu(budget_s=0.05, threads=2, array_bytes=1 << 20)["devices"][0]
+    assert dev["threads"] == 2 and dev["threads_capped_by"] is None

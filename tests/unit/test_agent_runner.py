@@ -22,6 +22,7 @@ from suanli.agent import (
     read_bench,
     report_status,
 )
+from suanli.agent.bench_runner import BenchPlan
 from suanli.agent.publisher import Published
 from suanli.agent.throughput import Measurement
 from suanli.api import AcceleratorNodeStatus, ConditionStatus, Vendor
@@ -60,10 +61,21 @@ def bench_report(backend: str, copies: Sequence[float | None], fma_gflops: float
 class Recorder:
     """Stands in for the Publisher: keeps every call and, like the server, the last status."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, request: str | None = None) -> None:
         self.calls: list[tuple[NodeReport | None, Measurement | None, str, str | None]] = []
         self.fail_first = fail_first
         self.status: AcceleratorNodeStatus | None = None
+        self.request = request
+        self.acked: list[str] = []
+
+    def last_status(self) -> AcceleratorNodeStatus | None:
+        return self.status
+
+    def bench_request(self) -> str | None:
+        return self.request if self.request not in self.acked else None
+
+    def ack_bench_request(self, token: str) -> None:
+        self.acked.append(token)
 
     def publish(
         self, report: NodeReport | None, measurement: Measurement | None, bench_note: str, now: datetime,
@@ -91,24 +103,34 @@ class CountingStop(threading.Event):
         return len(self.waits) >= self.cycles
 
 
+class FakeClock:
+    """Monotonic seconds that tests move forward."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_agent(
     publisher: Recorder, probe: Any, bench_calls: list[str], bench: dict[str, Any] | None = None,
-    built: frozenset[str] = frozenset({"cpu", "cuda"}), **settings: Any,
+    built: frozenset[str] = frozenset({"cpu", "cuda"}), monotonic: FakeClock | None = None, **settings: Any,
 ) -> Agent:
-    def fake_bench(backend: str, options: kernels.BenchOptions) -> dict[str, Any]:
-        bench_calls.append(backend)
-        assert options.budget_s == settings.get("bench_budget_seconds", 2.0)
-        return bench or bench_report(backend, [2000.4] * 8)
+    def fake_bench(plan: BenchPlan) -> dict[str, Any]:
+        bench_calls.append(plan.backend)
+        assert plan.budget_s == settings.get("bench_budget_seconds", 2.0)
+        return bench or bench_report(plan.backend, [2000.4] * 8)
 
     return Agent(AgentSettings(node_name="n1", **settings), publisher, probe=probe, bench=fake_bench,
-                 built_backends=lambda: built, clock=lambda: NOW)
+                 available_backends=lambda: built, clock=lambda: NOW, monotonic=monotonic or FakeClock())
 
 
-def test_bench_runs_once_with_the_vendor_backend(h100_probe: kernels.ProbeReport) -> None:
+def test_bench_runs_at_start_with_the_vendor_backend(h100_probe: kernels.ProbeReport) -> None:
     publisher, benches = Recorder(), list[str]()
     agent = make_agent(publisher, lambda root, lib: h100_probe, benches)
     assert agent.run(CountingStop(cycles=3)) == 0
-    assert benches == ["cuda"], "measured at start only: a busy card is not disturbed every interval"
+    assert benches == ["cuda"], "measured at start, then only every --bench-interval: not every probe"
     assert len(publisher.calls) == 3
     measurement = publisher.calls[-1][1]
     assert measurement is not None and measurement.ok and measurement.backend == "cuda"
@@ -130,13 +152,14 @@ def test_auto_skips_a_backend_the_library_lacks(h100_probe: kernels.ProbeReport)
     assert agent.run(CountingStop(cycles=1)) == 0
     assert benches == []
     _, measurement, note, _ = publisher.calls[0]
-    assert measurement is None and "built without the cuda backend" in note
+    assert measurement is None and "has no cuda backend here" in note
     assert publisher.status is not None
     bench = next(c for c in publisher.status.conditions if c.type == "Benchmarked")
     assert (bench.status, bench.reason) == (ConditionStatus.UNKNOWN, "NotMeasured")
 
 
-def test_failed_bench_changes_no_number_and_no_health(h100_probe: kernels.ProbeReport) -> None:
+def test_failed_bench_changes_no_number(h100_probe: kernels.ProbeReport) -> None:
+    """Labels and per-card numbers; what a failure means for health is the gate's (test_agent_gate.py)."""
     report = build_report(h100_probe)
     good = read_bench(bench_report("cuda", [2000.0] * 8))
     before = report_status(report, good, "", None, False, NOW)
@@ -144,7 +167,7 @@ def test_failed_bench_changes_no_number_and_no_health(h100_probe: kernels.ProbeR
     assert not bad.ok
     labels = desired_labels(report, bad)
     assert "suanli.io/accelerator.membw-gbs" not in labels, "left alone, not removed"
-    assert labels["suanli.io/accelerator.healthy"] == "8", "a bench never decides health"
+    assert labels["suanli.io/accelerator.healthy"] == "8"
     after = report_status(report, bad, "", before, False, NOW)
     assert [d.throughput for d in after.devices] == [d.throughput for d in before.devices]
     bench = next(c for c in after.conditions if c.type == "Benchmarked")
@@ -241,3 +264,31 @@ def test_cli_parses_agent_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["agent", "--bench", "tpu"])
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--golden-file", "/nonexistent/golden.yaml"], "golden file /nonexistent/golden.yaml: No such file"),
+        (["--bench-timeout", "1", "--bench-budget", "2"], "--bench-timeout=1.0 must exceed twice --bench-budget"),
+        (["--golden-fraction", "2"], "--golden-fraction=2.0 must be in (0, 1]"),
+        (["--busy-memory-fraction", "-1"], "--busy-memory-fraction=-1.0 must be in [0, 1]"),
+        (["--bench-interval", "-5"], "--bench-interval=-5.0 must be >= 0"),
+    ],
+)
+def test_cli_rejects_bad_gate_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["agent", "--node-name", "n", "--once", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_passes_the_gate_options() -> None:
+    from suanli.agent.options import settings_from
+
+    args = cli.build_parser().parse_args(
+        ["agent", "--node-name", "n", "--bench-interval", "0", "--bench-timeout", "30", "--golden-fraction", "0.8",
+         "--median-fraction", "0.9", "--place-degraded", "--busy-memory-fraction", "0.5", "--golden-file", "g.yaml"])
+    s = settings_from(args)
+    assert (s.bench_interval_seconds, s.bench_timeout_seconds) == (0, 30)
+    assert (s.golden_fraction, s.median_fraction) == (0.8, 0.9)
+    assert s.place_degraded and s.busy_memory_fraction == 0.5 and s.golden_file == "g.yaml"
+    assert s.policy().place_degraded

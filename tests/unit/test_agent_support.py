@@ -28,11 +28,13 @@ from kernels_support import (  # type: ignore[import-not-found, unused-ignore]  
     FAKES_SRC,
     VARIANTS,
     VENDOR_FAKES,
+    build_fake_gpu_backend,
     fixture_bdfs,
     kernels_library,
 )
 
-__all__ = ["FAKE_ENV", "FIXTURES", "REPO", "fake_vendor_libs", "fixture_bdfs", "kernels_library", "subset_tree"]
+__all__ = ["FAKE_ENV", "FIXTURES", "REPO", "fake_gpu_backend_dir", "fake_vendor_libs", "fixture_bdfs",
+           "kernels_library", "subset_tree"]
 
 
 
@@ -57,6 +59,16 @@ def fake_vendor_libs() -> dict[str, Path]:
     dirs["empty"] = root / "empty"
     dirs["empty"].mkdir()
     return dirs
+
+
+@cache
+def fake_gpu_backend_dir() -> Path:
+    """A directory holding the fake GPU backend as libsuanli_cuda.so (set SUANLI_BACKEND_DIR to it):
+    the library's real bench path with results the SUANLI_FAKE_GPU_* variables choose."""
+    root = Path(tempfile.mkdtemp(prefix="suanli-agent-gpu-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    build_fake_gpu_backend(root, "cuda")
+    return root
 
 
 def subset_tree(tree: str, keep: int, vendor_id: str, dest: Path) -> Path:

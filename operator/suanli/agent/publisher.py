@@ -43,6 +43,10 @@ from .transitions import Transition, health_transitions
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+BENCH_REQUEST = "suanli.io/bench-request"
+"""Annotation on an AcceleratorNode: set it to a new value (a timestamp) to have the node re-benched."""
+BENCH_REQUEST_DONE = "suanli.io/bench-request-done"
+"""The agent's answer: the request value it last ran a bench for."""
 EVENT_NAMESPACE = "default"
 """Where the kubelet records Node events; ``kubectl describe node`` shows ours next to its own."""
 _CONFLICT_RETRIES = 5
@@ -87,6 +91,8 @@ class Publisher:
         self.timeout = request_timeout
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._record: dict[str, Any] | None = None
+        self._record_fresh = False
 
     # --- reads ---
 
@@ -115,6 +121,30 @@ class Publisher:
                 return None
             raise
 
+    def _read_record_once(self) -> dict[str, Any] | None:
+        """The record, read at most once per cycle (bench_request reads it, publish reuses it)."""
+        if not self._record_fresh:
+            self._record, self._record_fresh = self.read_record(), True
+        return self._record
+
+    def last_status(self) -> AcceleratorNodeStatus | None:
+        """The status the last agent published (None when there is none or it is invalid)."""
+        return self.previous_status(self._read_record_once())
+
+    def bench_request(self) -> str | None:
+        """A bench request not answered yet: the ``suanli.io/bench-request`` value, else None."""
+        meta = (self._read_record_once() or {}).get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        wanted = annotations.get(BENCH_REQUEST)
+        return str(wanted) if wanted and wanted != annotations.get(BENCH_REQUEST_DONE) else None
+
+    def ack_bench_request(self, token: str) -> None:
+        """Record that the bench asked for with ``token`` ran, so it is not run again."""
+        self.custom.patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, self.node_name, _body({"metadata": {"annotations": {BENCH_REQUEST_DONE: token}}}),
+            _content_type=MERGE_PATCH, _request_timeout=self.timeout,
+        )
+
     @staticmethod
     def previous_status(record: dict[str, Any] | None) -> AcceleratorNodeStatus | None:
         """The last published status, or None when absent or unreadable (then written afresh)."""
@@ -141,7 +171,8 @@ class Publisher:
         After a failed probe, labels and taint are left as the last good probe set them: a failing
         probe says nothing about the cards.
         """
-        record = self.read_record()
+        record = self._read_record_once()
+        self._record_fresh = False  # the next cycle reads afresh
         previous = self.previous_status(record)
         patch: dict[str, str | None] = {}
         taint: bool | None = None

@@ -55,10 +55,16 @@ class Card:
     memory_mib: int | None
     health: DeviceHealth
     detail: str | None
-    """Why the card is not Healthy (the driver's words), or None."""
+    """Why the card is not Healthy (the driver's or the health gate's words), or None."""
     numa_node: int
     link_domain: str | None
     """``<type>-<n>`` (``nvlink-0``) for cards in a link domain the management library reported."""
+    pci_id: str | None = None
+    """``vendor:device`` PCI id (``10de:2330``): picks the board's entry in the golden table."""
+    memory_used_mib: int | None = None
+    """Memory in use when probed (management library); a card holding a job's memory is busy."""
+    reason: str | None = None
+    """CamelCase reason when not Healthy: ``DriverReported``, or the health gate's (gate.Reason)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class NodeReport:
     health_unknown_because: tuple[str, ...]
     """Why some cards' health is Unknown (a management library's status and message)."""
     errors: tuple[str, ...]
+    place_degraded: bool = False
+    """Whether Degraded cards count as usable (the agent's --place-degraded)."""
 
     @property
     def vendor_cards(self) -> tuple[Card, ...]:
@@ -97,9 +105,14 @@ class NodeReport:
         return sum(c.health == DeviceHealth.UNHEALTHY for c in self.vendor_cards)
 
     @property
+    def degraded(self) -> int:
+        return sum(c.health == DeviceHealth.DEGRADED for c in self.vendor_cards)
+
+    @property
     def usable(self) -> int:
-        """Cards not known to be broken: Healthy and Unknown ones (see the module docstring)."""
-        return self.count - self.unhealthy
+        """Cards not known to be broken: Healthy and Unknown ones (see the module docstring), and
+        Degraded ones only when the administrator lets them be placed."""
+        return self.count - self.unhealthy - (0 if self.place_degraded else self.degraded)
 
 
 class ProbeFailedError(RuntimeError):
@@ -194,4 +207,7 @@ def _card(index: int, d: PciDevice, link_domain: str | None) -> Card:
         detail=d.status_detail if health != DeviceHealth.HEALTHY or d.status == "error" else None,
         numa_node=d.numa_node,
         link_domain=link_domain,
+        pci_id=f"{d.vendor_id.removeprefix('0x')}:{d.device_id.removeprefix('0x')}".lower(),
+        memory_used_mib=d.memory_used_bytes >> 20 if d.memory_used_bytes is not None else None,
+        reason="DriverReported" if health == DeviceHealth.UNHEALTHY else None,
     )

@@ -6,8 +6,9 @@ agent can never write an object the API server or the operator would reject. Con
 - ``Probed``: True after a probe that could look at the node; False (ProbeFailed) when it could not
   (kernels library missing, sysfs unreadable). Devices, labels and lastProbeTime then keep the last
   good probe's values.
-- ``Healthy``: True (AllHealthy), False (CardsUnhealthy, or AllUnhealthy when the node is tainted),
-  Unknown (HealthUnknown: some card's health could not be read; NoAccelerators; ProbeFailed).
+- ``Healthy``: True (AllHealthy), False (DataCorruption when a card failed verification, else
+  CardsUnhealthy, CardsDegraded, or AllUnhealthy when the node is tainted), Unknown (HealthUnknown:
+  some card's health could not be read; NoAccelerators; ProbeFailed).
 - ``Benchmarked``: True (Measured), False (BenchFailed), Unknown (NotMeasured).
 """
 
@@ -34,7 +35,7 @@ from suanli.api.acceleratornode import PLURAL
 from suanli.api.base import GROUP, VERSION
 
 from .labels import TAINT_EFFECT, TAINT_KEY
-from .report import NodeReport
+from .report import Card, NodeReport
 from .throughput import VENDOR_BACKEND, Measurement
 
 __all__ = ["GROUP", "PLURAL", "VERSION", "accelerator_node", "probe_failed_status", "report_status"]
@@ -63,10 +64,25 @@ def accelerator_node(node_name: str, node_uid: str, versions: Mapping[str, str] 
     return obj.to_wire()
 
 
+_MAX_MESSAGE = 8192
+"""Condition messages list cards with the driver's or the gate's words; 64 cards could exceed what a
+reader wants (and, unclipped, the API's 32 KiB limit)."""
+
+
 def _condition(
     kind: str, status: ConditionStatus, reason: str, message: str, now: datetime
 ) -> Condition:
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
     return Condition(type=kind, status=status, reason=reason, message=message, last_transition_time=now)
+
+
+def _listed(cards: list[Card]) -> str:
+    return "; ".join(
+        f"card {c.index} ({c.bus_id}): " + (f"{c.reason}: " if c.reason and c.reason != "DriverReported" else "")
+        + (c.detail or c.health.value.lower())
+        for c in cards
+    )
 
 
 def _health_condition(report: NodeReport, tainted: bool, now: datetime) -> Condition:
@@ -74,15 +90,21 @@ def _health_condition(report: NodeReport, tainted: bool, now: datetime) -> Condi
     if not cards:
         return _condition("Healthy", ConditionStatus.UNKNOWN, "NoAccelerators", "no accelerator found", now)
     bad = [c for c in cards if c.health == DeviceHealth.UNHEALTHY]
+    slow = [c for c in cards if c.health == DeviceHealth.DEGRADED]
     unknown = [c for c in cards if c.health == DeviceHealth.UNKNOWN]
-    if bad:
-        listed = "; ".join(f"card {c.index} ({c.bus_id}): {c.detail or 'unhealthy'}" for c in bad)
+    if bad or slow:
+        listed = _listed(bad + slow)
         if tainted:
-            message = (f"all {len(cards)} cards unhealthy, node tainted {TAINT_KEY}=true:{TAINT_EFFECT}: "
+            message = (f"no usable card of {len(cards)}, node tainted {TAINT_KEY}=true:{TAINT_EFFECT}: "
                        f"{listed}")
             return _condition("Healthy", ConditionStatus.FALSE, "AllUnhealthy", message, now)
-        message = f"{len(bad)} of {len(cards)} cards unhealthy, {report.usable} usable: {listed}"
-        return _condition("Healthy", ConditionStatus.FALSE, "CardsUnhealthy", message, now)
+        counts = ", ".join(p for p in (f"{len(bad)} unhealthy" if bad else "",
+                                       f"{len(slow)} degraded" if slow else "") if p)
+        message = f"{counts} of {len(cards)} cards, {report.usable} usable: {listed}"
+        if any(c.reason == "DataCorruption" for c in bad):
+            return _condition("Healthy", ConditionStatus.FALSE, "DataCorruption", message, now)
+        reason = "CardsUnhealthy" if bad else "CardsDegraded"
+        return _condition("Healthy", ConditionStatus.FALSE, reason, message, now)
     if unknown:
         why = "; ".join(report.health_unknown_because) or "; ".join(
             f"card {c.index} ({c.bus_id}): {c.detail or 'no health reported'}" for c in unknown
@@ -144,6 +166,7 @@ def report_status(
                 model=card.model,
                 memory_mib=card.memory_mib,
                 health=card.health,
+                health_reason=card.reason,
                 bus_id=card.bus_id,
                 numa_node=card.numa_node,
                 link_domain=card.link_domain,

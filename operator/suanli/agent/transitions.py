@@ -22,7 +22,8 @@ class Transition:
     """One Event to record on the Node."""
 
     reason: str
-    """AcceleratorUnhealthy, AcceleratorRecovered, AcceleratorHealthUnknown or AcceleratorMissing."""
+    """AcceleratorUnhealthy, AcceleratorDataCorruption, AcceleratorDegraded, AcceleratorRecovered,
+    AcceleratorHealthUnknown or AcceleratorMissing."""
     type: str
     """``Warning`` or ``Normal``, as Kubernetes Events are typed."""
     message: str
@@ -30,6 +31,9 @@ class Transition:
 
 def _describe(cards: Sequence[Card], with_detail: bool, total: int) -> str:
     details = {c.detail for c in cards}
+    if with_detail and any(c.reason and c.reason != "DriverReported" for c in cards):
+        # Gate verdicts: each card's reason and numbers differ, so list them.
+        return "; ".join(f"card {c.index} ({c.bus_id}): {c.reason}: {c.detail}" for c in cards)
     if len(cards) == total > 1 and (not with_detail or len(details) == 1):
         # One failure took every card (a driver crash): say it once, not eight times.
         detail = next(iter(details))
@@ -50,13 +54,17 @@ def health_transitions(
     """
     before = {d.bus_id: d.health for d in previous.devices if d.bus_id} if previous else {}
     summary = f"{report.usable} of {report.count} cards usable"
-    broke, recovered, unknown = [], [], []
+    broke, corrupt, slowed, recovered, unknown = [], [], [], [], []
     for card in report.cards:
         old = before.get(card.bus_id)
         if card.health == old:
             continue
-        if card.health == DeviceHealth.UNHEALTHY:
+        if card.health == DeviceHealth.UNHEALTHY and card.reason == "DataCorruption":
+            corrupt.append(card)
+        elif card.health == DeviceHealth.UNHEALTHY:
             broke.append(card)
+        elif card.health == DeviceHealth.DEGRADED:
+            slowed.append(card)
         elif card.health == DeviceHealth.HEALTHY and old is not None:
             recovered.append(card)
         elif card.health == DeviceHealth.UNKNOWN:
@@ -64,12 +72,20 @@ def health_transitions(
     seen = {c.bus_id for c in report.cards}
     missing = sorted(bus for bus in before if bus not in seen)
 
+    taint_note = f"; tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}" if tainted else ""
     out: list[Transition] = []
+    if corrupt:
+        message = (f"failed verification (silent data corruption), taken out of service: "
+                   f"{_describe(corrupt, True, len(report.cards))}; {summary}")
+        out.append(Transition("AcceleratorDataCorruption", "Warning", message + taint_note))
     if broke:
         message = f"unhealthy: {_describe(broke, True, len(report.cards))}; {summary}"
-        if tainted:
-            message += f"; tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}"
-        out.append(Transition("AcceleratorUnhealthy", "Warning", message))
+        out.append(Transition("AcceleratorUnhealthy", "Warning", message + ("" if corrupt else taint_note)))
+    if slowed:
+        placed = "still placed (--place-degraded)" if report.place_degraded else "no longer placed"
+        message = f"degraded, {placed}: {_describe(slowed, True, len(report.cards))}; {summary}"
+        out.append(Transition("AcceleratorDegraded", "Warning",
+                              message + ("" if corrupt or broke else taint_note)))
     if missing:
         out.append(Transition("AcceleratorMissing", "Warning",
                               f"no longer found on the PCI bus: {', '.join(missing)}; {summary}"))
@@ -85,7 +101,7 @@ def health_transitions(
         out.append(Transition("AcceleratorRecovered", "Normal", message))
     elif untainted:
         out.append(Transition("AcceleratorRecovered", "Normal", f"removed the node's {TAINT_KEY} taint; {summary}"))
-    if tainted and not broke:
+    if tainted and not (broke or corrupt or slowed):
         out.append(Transition("AcceleratorUnhealthy", "Warning",
                               f"tainted the node {TAINT_KEY}=true:{TAINT_EFFECT}; {summary}"))
     return out

@@ -27,6 +27,9 @@ class DeviceHealth(StrEnum):
 
     HEALTHY = "Healthy"
     UNHEALTHY = "Unhealthy"
+    DEGRADED = "Degraded"
+    """Works, but measured well below its model's golden figure or its node's other cards (or its
+    bench crashed or hung); not placed unless the agent runs with ``--place-degraded``."""
     UNKNOWN = "Unknown"
 
 
@@ -55,7 +58,9 @@ class Device(ApiModel):
     memory_mib: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="memoryMiB")
     """Device memory in MiB."""
     health: DeviceHealth = DeviceHealth.UNKNOWN
-    """Healthy, Unhealthy or Unknown."""
+    """Healthy, Unhealthy, Degraded or Unknown."""
+    health_reason: Annotated[str, Field(max_length=64, pattern=r"^[A-Z][A-Za-z0-9]*$")] | None = None
+    """Why the device is not Healthy, CamelCase (``DataCorruption``, ``BelowGolden``, ``DriverReported``)."""
     bus_id: (
         Annotated[
             str, Field(max_length=32, pattern=r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
