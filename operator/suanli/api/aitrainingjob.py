@@ -47,12 +47,26 @@ ASCEND910C_CARD_COUNTS = (2, 4, 6, 8, 10, 12, 14, 16)
 
 
 class Framework(StrEnum):
-    """Training framework; decides the launcher and the rendezvous environment the pods get."""
+    """Training framework; decides the launch environment the pods get (docs/frameworks.md)."""
 
     PYTORCH = "pytorch"
+    """torchrun/torch.distributed: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK (node rank), PET_*."""
     MINDSPORE = "mindspore"
+    """The torch variables plus MindSpore's (MS_* for dynamic networking, or a rank table)."""
     DEEPSPEED = "deepspeed"
+    """The torch variables plus a DeepSpeed hostfile at /job/hostfile for deepspeed --no_ssh."""
     OTHER = "other"
+    """The torch variables only."""
+
+
+class MindSporeStartup(StrEnum):
+    """How MindSpore builds its communication group (MindSpore's two Ascend start-up methods)."""
+
+    DYNAMIC_NETWORKING = "DynamicNetworking"
+    """msrun or MS_ROLE processes find each other through a scheduler process (MS_SCHED_HOST/PORT) in replica 0."""
+    RANK_TABLE = "RankTable"
+    """HCCL reads the rank table (RANK_TABLE_FILE); the launch script sets RANK_ID and DEVICE_ID per process.
+    Ascend only."""
 
 
 class TopologyLevel(StrEnum):
@@ -349,7 +363,13 @@ class AITrainingJobSpec(ApiModel):
     template: ReplicaTemplate = Field(default_factory=ReplicaTemplate)
     """The container each replica runs."""
     framework: Framework = Framework.PYTORCH
-    """Training framework: pytorch, mindspore, deepspeed or other."""
+    """Training framework: pytorch, mindspore, deepspeed or other; decides the launch environment of the pods
+    (every framework gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE = processes, RANK = the pod's node rank as in
+    MindCluster and Kubeflow, PET_* for torchrun and unambiguous SUANLI_* variables; see docs/frameworks.md)."""
+    mindspore_startup: MindSporeStartup = MindSporeStartup.DYNAMIC_NETWORKING
+    """framework mindspore only: DynamicNetworking (MS_SCHED_HOST, MS_SCHED_PORT, MS_WORKER_NUM,
+    MS_LOCAL_WORKER, MS_NODE_RANK, MS_ROLE) or RankTable (RANK_TABLE_FILE, RANK_SIZE, DEVICE_NUM, SERVER_ID;
+    Ascend candidates only)."""
     topology: Topology = Field(default_factory=Topology)
     """Network locality the gang requires and prefers."""
     # default {} lets the API server fill in maxRestarts and restartOn, so `kubectl get -o yaml`
@@ -369,6 +389,18 @@ class AITrainingJobSpec(ApiModel):
     def gang_size(self) -> int:
         """Replicas that must be placed together before any starts."""
         return self.replicas if self.min_replicas is None else self.min_replicas
+
+    @rule(
+        "!has(self.mindsporeStartup) || self.mindsporeStartup == 'DynamicNetworking' || "
+        "(has(self.framework) && self.framework == 'mindspore' && self.candidates.all(c, c.vendor == 'huawei'))",
+        "mindsporeStartup RankTable needs framework mindspore and only huawei candidates (HCCL reads the rank "
+        "table): use DynamicNetworking or fix framework and candidates",
+        field_path=".mindsporeStartup",
+    )
+    def _rank_table_startup(self) -> bool:
+        return self.mindspore_startup == MindSporeStartup.DYNAMIC_NETWORKING or (
+            self.framework == Framework.MINDSPORE and all(c.vendor == Vendor.HUAWEI for c in self.candidates)
+        )
 
     @rule(
         "!has(self.minReplicas) || self.minReplicas <= self.replicas",

@@ -87,8 +87,8 @@ def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -
     if resource is None:
         resource = _preferred_resource(vendor, capacity, allocatable)
     if resource is None:
-        advertised = {*(status.get("capacity") or {}), *(status.get("allocatable") or {})}
-        if slices := partition_resources(str(r) for r in advertised):
+        offered = {*(status.get("capacity") or {}), *(status.get("allocatable") or {})}
+        if slices := partition_resources(str(r) for r in offered):
             raise _Skip(f"labelled as {vendor_name} but advertises only slices or shares of cards "
                         f"({', '.join(slices)}), no whole cards", vendor_name)
         raise _Skip(f"labelled as {vendor_name} but advertises no card resource "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.aitrainingjob import AITrainingJob, Framework
+from ..api.aitrainingjob import AITrainingJob, Framework, MindSporeStartup
 from ..inventory.models import VENDOR_BY_NAME
 from .ranktable import RANK_TABLE_DIR, RANK_TABLE_KEY
 
@@ -75,8 +75,13 @@ def launch_env(
         if procs == 1:
             # Rank-table start-up reads these per process; with one process per pod they are known here.
             values |= {"RANK_ID": str(replica), "DEVICE_ID": "0"}
+    rank_table_startup = job.spec.mindspore_startup == MindSporeStartup.RANK_TABLE
+    if job.spec.framework == Framework.MINDSPORE and rank_table_startup:
+        # MindSpore model-zoo launch scripts: DEVICE_ID=i, RANK_ID=DEVICE_NUM*SERVER_ID+i for each local process.
+        values["DEVICE_NUM"] = str(procs)
     env: Env = [{"name": k, "value": v} for k, v in values.items()]
-    if job.spec.framework == Framework.MINDSPORE:
+    if job.spec.framework == Framework.MINDSPORE and not rank_table_startup:
+        # MS_ROLE switches MindSpore to dynamic networking, so rank-table start-up must not get it.
         env += _mindspore_env(job, replica, world, master, port)
     return env
 
