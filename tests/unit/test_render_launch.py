@@ -10,9 +10,11 @@ node in it).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from suanli.api import parse_job
 from suanli.api.errors import SpecError
@@ -135,3 +137,30 @@ def test_deepspeed_hostfile_yields_to_a_user_volume_at_job() -> None:
     p = pod_for(j, 0, "nvidia")
     assert [m["mountPath"] for m in p["spec"]["containers"][0]["volumeMounts"]] == ["/job"]
     assert "suanli.io/deepspeed-hostfile" not in p["metadata"]["annotations"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Set inside the examples' own scripts (loop variables, shell state), not expected from the pod's environment.
+SCRIPT_LOCALS = {"i", "p", "pids", "!"}
+
+
+@pytest.mark.parametrize(
+    "name", ["mindcluster-migrated-pytorch.yaml", "mindspore-ascend.yaml", "mindspore-ranktable-ascend.yaml"]
+)
+def test_every_variable_an_example_launch_script_reads_is_set(name: str) -> None:
+    body = yaml.safe_load((EXAMPLES / name).read_text())
+    j = parse_job({**body, "metadata": {**body["metadata"], "namespace": "default", "uid": "u"}})
+    world = j.spec.replicas
+    for replica in range(world):
+        candidate = j.spec.candidates[0]
+        p = build_pod(j, GangSlot(replica, "n", "huawei.com/Ascend910", candidate.vendor, candidate.image),
+                      world=world, generation=0, scheduler_name="suanli")
+        container = p["spec"]["containers"][0]
+        script = " ".join(container.get("command", []) + container.get("args", []))
+        used = set(re.findall(r"\$\{?([A-Za-z_!][A-Za-z0-9_]*)", script))
+        for arithmetic in re.findall(r"\$\(\((.*?)\)\)", script):  # $((SERVER_ID * DEVICE_NUM + i))
+            used |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", arithmetic))
+        used -= SCRIPT_LOCALS
+        assert used, "the example should launch through the operator's variables"
+        missing = used - {e["name"] for e in container["env"]}
+        assert not missing, f"{name} replica {replica} reads unset {sorted(missing)}"
