@@ -80,12 +80,18 @@ def _gang(core: client.CoreV1Api, namespace: str, job: str, generation: int, siz
     return sorted(found, key=lambda p: int(p.metadata.labels["suanli.io/replica"]))
 
 
+def _host_ip(pod: client.V1Pod) -> str:
+    """The IP the node's device plugin reports as host_ip. kwok gives every fake node one address, so the test
+    stands in a distinct one per node (node "<prefix>-n3" -> 192.168.3.1), as real servers have."""
+    return f"192.168.{int(pod.spec.node_name.rsplit('-n', 1)[1])}.1"
+
+
 def _annotate_like_the_device_plugin(core: client.CoreV1Api, namespace: str, pod: client.V1Pod,
                                      device_ids: list[int], super_pod_id: int = -1) -> None:
     replica = int(pod.metadata.labels["suanli.io/replica"])
     devices = [{"device_id": str(d), "device_ip": f"10.{replica}.0.{d}",
                 **({"super_device_id": str(100000 + d)} if super_pod_id >= 0 else {})} for d in device_ids]
-    record = {"pod_name": pod.metadata.name, "server_id": pod.metadata.uid, "host_ip": pod.status.host_ip,
+    record = {"pod_name": pod.metadata.name, "server_id": pod.metadata.uid, "host_ip": _host_ip(pod),
               "super_pod_id": super_pod_id, "devices": devices}
     core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": {ANNOTATION:
                                                                                           json.dumps(record)}}})
@@ -96,9 +102,20 @@ def _table(core: client.CoreV1Api, namespace: str, job: str) -> tuple[dict[str, 
     return json.loads(data.get("hccl.json") or "{}"), data
 
 
-def _completed(core: client.CoreV1Api, namespace: str, job: str, generation: int) -> dict[str, Any] | None:
-    table, data = _table(core, namespace, job)
-    return table if table.get("status") == "completed" and data.get("generation") == str(generation) else None
+def _completed(core: client.CoreV1Api, namespace: str, job: str, generation: int) -> dict[str, Any]:
+    """The table once completed for ``generation``; on timeout the error quotes what it still waits for."""
+    last: dict[str, str] = {}
+
+    def done() -> dict[str, Any] | None:
+        nonlocal last
+        table, last = _table(core, namespace, job)
+        return table if table.get("status") == "completed" and last.get("generation") == str(generation) else None
+
+    try:
+        found: dict[str, Any] = wait_for(done, 30, what=f"generation {generation} completed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; ConfigMap data: {last}") from None
+    return found
 
 
 def test_two_replicas_on_one_node_get_unique_server_ids(
@@ -116,7 +133,7 @@ def test_two_replicas_on_one_node_get_unique_server_ids(
     # The kubelet gave the two pods disjoint cards of the node.
     for pod, cards in zip(pods, ([4, 5, 6, 7], [0, 1, 2, 3]), strict=True):
         _annotate_like_the_device_plugin(core, namespace, pod, cards)
-    table = wait_for(lambda: _completed(core, namespace, "shared", 0), 30, what="a completed table")
+    table = _completed(core, namespace, "shared", 0)
     servers = table["server_list"]
     assert [s["server_id"] for s in servers] == [p.metadata.uid for p in pods], "pod UIDs, not the shared host IP"
     assert len({s["server_id"] for s in servers}) == 2
@@ -134,8 +151,8 @@ def test_a_restarted_gang_starts_from_a_reset_table(
     first = _gang(core, namespace, "again", 0, 2)
     for pod in first:
         _annotate_like_the_device_plugin(core, namespace, pod, list(range(8)))
-    old = wait_for(lambda: _completed(core, namespace, "again", 0), 30, what="generation 0 completed")
-    assert [s["server_id"] for s in old["server_list"]] == [p.status.host_ip for p in first], (
+    old = _completed(core, namespace, "again", 0)
+    assert [s["server_id"] for s in old["server_list"]] == [_host_ip(p) for p in first], (
         "one replica per node: host IPs, as MindCluster's onePodOneNode rule")
     # Replica 1's trainer fails: the whole gang restarts as generation 1.
     core.patch_namespaced_pod(first[1].metadata.name, namespace,
@@ -156,7 +173,7 @@ def test_a_restarted_gang_starts_from_a_reset_table(
     assert table == {"status": "initializing", "version": "1.0"}, "the previous gang's completed table is gone"
     for pod in second:
         _annotate_like_the_device_plugin(core, namespace, pod, list(range(8)))
-    new = wait_for(lambda: _completed(core, namespace, "again", 1), 30, what="generation 1 completed")
+    new = _completed(core, namespace, "again", 1)
     assert [s["container_ip"] for s in new["server_list"]] == [p.status.pod_ip for p in second]
 
 
@@ -174,7 +191,7 @@ def test_a_super_pod_gang_gets_a_1_2_table(
     pods = _gang(core, namespace, "a3", 0, 2)
     for pod in pods:
         _annotate_like_the_device_plugin(core, namespace, pod, list(range(16)), super_pod_id=7)
-    table = wait_for(lambda: _completed(core, namespace, "a3", 0), 30, what="a completed 1.2 table")
+    table = _completed(core, namespace, "a3", 0)
     assert table["version"] == "1.2"
     assert table["super_pod_list"] == [{"super_pod_id": "7", "server_list": [
         {"server_id": s["server_id"]} for s in table["server_list"]]}]
