@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from suanli.api import parse_job
+from suanli.inventory.pods import pod_usage
 from suanli.render import GangSlot, build_pod, build_rank_table_config_map, rank_table_schema, rank_table_stale
 from suanli.render.ranktable import (
     ASCEND_910_ANNOTATION,
@@ -308,3 +309,18 @@ def test_init_script_never_takes_another_generation_and_fails_with_the_reason(tm
     other.mkdir()
     done = _run_wait(_configmap_volume(other, waiting), target, 3, 1)
     assert done.returncode == 1 and "replica 0: no pod yet" in done.stderr
+
+
+def test_an_ascend_replica_of_a_mixed_gang_gets_no_table_and_no_wait() -> None:
+    p = build_pod(job(), slots("n0")[0], world=2, generation=0, scheduler_name="suanli", rank_table=False)
+    assert "initContainers" not in p["spec"], "nothing would ever complete its table"
+    names = {e["name"] for e in p["spec"]["containers"][0]["env"]}
+    assert not {"RANK_TABLE_FILE", "RANK_SIZE", "SERVER_ID"} & names
+    assert all(not v["name"].startswith("ascend-rank-table") for v in p["spec"]["volumes"])
+
+
+def test_the_waiting_init_container_holds_no_card_in_the_inventory() -> None:
+    p = build_pod(job(), slots("n0")[0], world=2, generation=0, scheduler_name="suanli")
+    p["spec"]["nodeName"] = "n0"
+    usage = pod_usage(p)
+    assert usage is not None and usage.cards == {A910: 8}, "the pod holds its 8 NPUs once, not more"
