@@ -161,6 +161,9 @@ def test_two_replicas_on_one_node_get_unique_server_ids() -> None:
          "card(s) 2 have no device IP (-1)"),
         ({0: pod(0, ip="172.16.0.5", host="h0", annotation=json.dumps({"devices": [{"device_id": "x"}] * 8}))},
          "device_id 'x'"),
+        ({0: pod(0, ip="172.16.0.5", host="h0",
+                 annotation=plugin_annotation([(d % 7, f"10.0.0.{d}") for d in range(8)], server_id="u",
+                                              host_ip="h0"))}, "lists card 0 twice"),
         ({0: pod(0, ip="172.16.0.5", host="h0", generation=7,
                  annotation=plugin_annotation([(d, f"10.0.0.{d}") for d in range(8)], server_id="u",
                                               host_ip="h0"))}, "from generation 7"),
@@ -258,7 +261,10 @@ def test_ascend_pod_reads_a_regular_file_copy_made_by_an_init_container() -> Non
     assert all(m["name"] != "ascend-rank-table-source" for m in trainer["volumeMounts"]), "never the symlink"
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert env["RANK_TABLE_FILE"] == "/user/serverid/devindex/config/hccl.json"
-    assert COMPLETED_MARK in json.dumps({"status": "completed"}, indent=2), "the grep matches what we write"
+    annotation = plugin_annotation([(d, f"10.0.0.{d}") for d in range(8)], server_id="u", host_ip="h0")
+    written = build_rank_table_config_map(job(replicas=1), slots("n0"),
+                                          {0: pod(0, ip="172.16.0.5", host="h0", annotation=annotation)})
+    assert COMPLETED_MARK in written["data"]["hccl.json"], "the init container's grep matches what is written"
 
 
 def _configmap_volume(root: Path, data: dict[str, str]) -> Path:
@@ -324,3 +330,17 @@ def test_the_waiting_init_container_holds_no_card_in_the_inventory() -> None:
     p["spec"]["nodeName"] = "n0"
     usage = pod_usage(p)
     assert usage is not None and usage.cards == {A910: 8}, "the pod holds its 8 NPUs once, not more"
+
+
+def test_a_table_too_large_for_a_configmap_is_refused_with_a_reason() -> None:
+    replicas = 2000
+    pods = {}
+    for r in range(replicas):
+        net = f"{r // 250}.{r % 250}"
+        record = plugin_annotation([(d, f"10.{net}.{d}") for d in range(8)], server_id=f"u{r}",
+                                   host_ip=f"192.168.{net}")
+        pods[r] = pod(r, ip=f"172.16.{net}", host=f"192.168.{net}", annotation=record)
+    cm = build_rank_table_config_map(job(replicas=replicas), slots(*(f"n{r}" for r in range(replicas))), pods)
+    assert table_of(cm) == {"status": "initializing", "version": "1.0"}
+    assert "more than one ConfigMap holds" in cm["data"]["waiting"]
+    assert sum(len(v) for v in cm["data"].values()) < 1024 * 1024

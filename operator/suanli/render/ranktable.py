@@ -49,8 +49,12 @@ WAITING_KEY = "waiting"
 
 COMPLETED = "completed"
 INITIALIZING = "initializing"
-COMPLETED_MARK = f'"status": "{COMPLETED}"'
-"""How a completed table's status reads in the ConfigMap (json.dumps with indent): the init container greps it."""
+COMPLETED_MARK = f'"status":"{COMPLETED}"'
+"""How a completed table's status reads in the ConfigMap (compact JSON, as MindCluster writes it): the init
+container greps for it."""
+MAX_TABLE_BYTES = 900 * 1024
+"""A ConfigMap holds at most 1 MiB; past this the table is refused with a reason instead of failing the write.
+Compact JSON takes about 70 bytes per card, so some 1,500 eight-card replicas fit."""
 
 RANK_TABLE_DIR = "/user/serverid/devindex/config"
 """Where MindCluster mounts hccl.json, so launch scripts built for it find the table unchanged."""
@@ -117,7 +121,7 @@ def _parse_devices(record: Mapping[str, Any], count: int, schema: str) -> tuple[
     if not isinstance(devices, list) or len(devices) != count:
         found = len(devices) if isinstance(devices, list) else "no"
         return f"the device plugin's record lists {found} devices, the replica requested {count}"
-    out = []
+    out: list[_Device] = []
     for entry in devices:
         if not isinstance(entry, Mapping):
             return "the device plugin's record has a device that is not an object"
@@ -128,6 +132,8 @@ def _parse_devices(record: Mapping[str, Any], count: int, schema: str) -> tuple[
         if schema == SCHEMA_1_2 and (super_id is None or str(super_id) in ("", INVALID_SUPER_DEVICE_ID)):
             return f"card {device_id} has no super_device_id (a 1.2 super-pod table needs one)"
         levels = entry.get("levelList") or []
+        if any(d.device_id == device_id for d in out):
+            return f"the device plugin's record lists card {device_id} twice"
         out.append(_Device(
             device_id=device_id,
             device_ip=str(entry.get("device_ip") or ""),
@@ -322,6 +328,12 @@ def rank_table_config_map(
     generation = job.status.restarts
     built = build_rank_table(slots, pods, devices_per_replica=job.spec.accelerators_per_replica,
                              generation=generation)
+    text = _dump(built.table)
+    waiting = built.waiting
+    if len(text) > MAX_TABLE_BYTES:
+        waiting = (f"the table takes {len(text)} bytes, more than one ConfigMap holds ({MAX_TABLE_BYTES}): "
+                   "split the job into fewer replicas",)
+        text = _dump({"status": INITIALIZING, "version": built.schema})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -333,11 +345,15 @@ def rank_table_config_map(
         },
         # The same three keys every time: a merge patch never deletes a key it does not mention.
         "data": {
-            RANK_TABLE_KEY: json.dumps(built.table, indent=2),
+            RANK_TABLE_KEY: text,
             GENERATION_KEY: str(generation),
-            WAITING_KEY: "\n".join(built.waiting),
+            WAITING_KEY: "\n".join(waiting),
         },
     }
+
+
+def _dump(table: Mapping[str, Any]) -> str:
+    return json.dumps(table, separators=(",", ":"))
 
 
 def rank_table_stale(data: Mapping[str, Any] | None, generation: int) -> bool:
