@@ -46,6 +46,8 @@ def inventory_of(key: str) -> Inventory:
         ("mindcluster-a3-superpod", ("huawei", "Ascend910C", "huawei.com/Ascend910", 16, 65536)),
         ("mindcluster-npu", ("huawei", "Ascend910B", "huawei.com/npu", 8, 65536)),
         ("hygon-hcu-standard", ("hygon", "DCU-K100-AI", "hygon.com/hcu", 3, 65536)),
+        ("mindcluster-910prob", ("huawei", "Ascend910", "huawei.com/Ascend910", 8, 32768)),
+        ("mindcluster-910b-infer-card", ("huawei", "Ascend910B", "huawei.com/Ascend910", 4, 32768)),
     ],
 )
 def test_whole_card_nodes_are_read_from_vendor_labels(key: str, expected: tuple[Any, ...]) -> None:
@@ -68,6 +70,7 @@ def test_whole_card_nodes_are_read_from_vendor_labels(key: str, expected: tuple[
         ("hami-ascend-910b4-1", "huawei", ("HAMi", "hami.io/node-register-Ascend910B4-1")),
         ("hami-ascend-resource-only", "huawei", ("HAMi", "resource huawei.com/Ascend910B3")),
         ("mindcluster-volcano-mode", "huawei", ("Volcano mode", "-volcanoType=false")),
+        ("mindcluster-soft-share", "huawei", ("soft partitioning", "chip1softsharedev")),
         ("hygon-hcu-mig", "hygon", ("only slices", "hygon.com/hcu-mig-2g-15gb")),
         ("hygon-hcu-hami", "hygon", ("HAMi", "hami.io/node-hcu-register")),
         ("hami-dcu", "hygon", ("HAMi", "hami.io/node-dcu-register")),

@@ -35,6 +35,9 @@ _PARTITIONS = re.compile(
     r"|huawei\.com/Ascend(?:910|310P?)-\d+c[\w.-]*"  # MindCluster vNPU templates (Ascend910-4c, Ascend310P-2c.1cpu)
 )
 
+# MindCluster soft partitioning ("chip1softsharedev"): one NPU shared by several pods (docs/en/scheduling/api/k8s.md).
+_ASCEND_SOFT_SHARE = "huawei.com/scheduler.chip1softsharedev.enable"
+
 DEVICE_PLUGIN_MODES = ("kubelet", "volcano", "hami")
 """Values of the ``suanli.io/device-plugin`` node label (see :data:`labels.DEVICE_PLUGIN`)."""
 
@@ -80,6 +83,9 @@ def refusal(
                 "run it with -volcanoType=false on nodes Suanli schedules")
     if vendor == "nvidia":
         return _nvidia_sharing(node_labels)
+    if vendor == "huawei" and node_labels.get(_ASCEND_SOFT_SHARE, "").lower() == "true":
+        return (f"label {_ASCEND_SOFT_SHARE}=true: MindCluster's soft partitioning shares each NPU between "
+                "pods; disable it on nodes Suanli schedules")
     return None
 
 

@@ -89,8 +89,9 @@ VENDORS: tuple[VendorProfile, ...] = (
             ("servertype", r"ascend.*"),
         ),
         nfd_classes=("12",),
-        # Released MindCluster plugins write node.kubernetes.io/npu.chip.name (910B3), accelerator-type
-        # (module-910b-8) and servertype (Ascend910B-20); the huawei.com/npu.* keys are the newer generation.
+        # MindCluster's device plugin writes node.kubernetes.io/npu.chip.name (910B3), accelerator-type
+        # (module-910b-8) and servertype (Ascend910B-20): docs/en/scheduling/api/k8s.md, Table 4. The
+        # huawei.com/npu.chip.* keys are read too (earlier Suanli docs listed them), though that table has none.
         model_labels=("huawei.com/npu.chip.name", "node.kubernetes.io/npu.chip.name", "accelerator-type",
                       "servertype"),
         memory_labels=("huawei.com/npu.chip.memory", "mind-cluster/npu-chip-memory"),
