@@ -135,3 +135,15 @@ def test_helpers_read_keys_only() -> None:
     )
     assert partition_resources(["nvidia.com/gpu", "nvidia.com/mig-2g.20gb", "huawei.com/Ascend910-4c",
                                 "huawei.com/Ascend910"]) == ["huawei.com/Ascend910-4c", "nvidia.com/mig-2g.20gb"]
+
+
+def test_a_pending_job_can_quote_why_its_vendors_nodes_were_left_out() -> None:
+    inventory = Inventory()
+    for key in ("hami-ascend-910b4-1", "mindcluster-volcano-mode", "mindcluster-soft-share", "mindcluster-npu",
+                "gfd-mig-single"):
+        inventory.upsert_node(fixture_node(key))
+    summary = inventory.skipped_summary(["huawei"], limit=2)
+    assert summary.startswith("3 node(s) of these vendors were left out: hami-ascend-910b4-1 is managed by HAMi")
+    assert "mindcluster-soft-share label" in summary and summary.endswith("(and 1 more)")
+    assert "gfd-mig-single" not in summary, "only the job's vendors"
+    assert inventory.skipped_summary(["hygon"]) == ""

@@ -160,6 +160,17 @@ class Inventory:
         """The skipped nodes (of ``vendor`` when given), by name: what a pending job's message should quote."""
         return [s for _, s in sorted(self._skipped.items()) if vendor is None or s.vendor == vendor]
 
+    def skipped_summary(self, vendors: Iterable[str], limit: int = 3) -> str:
+        """One sentence for a pending job whose candidates are ``vendors``: which of their nodes were left out
+        and why (the first ``limit``), e.g. nodes whose device plugin only serves another scheduler. "" if none."""
+        wanted = set(vendors)
+        left_out = [s for s in self.skipped_nodes() if s.vendor in wanted]
+        if not left_out:
+            return ""
+        shown = "; ".join(f"{s.name} {s.reason}" for s in left_out[:limit])
+        more = f" (and {len(left_out) - limit} more)" if len(left_out) > limit else ""
+        return f"{len(left_out)} node(s) of these vendors were left out: {shown}{more}"
+
     def pools(self) -> list[Pool]:
         """Every (vendor, model) present, sorted."""
         return sorted(pool for pool, members in self._pools.items() if members)
