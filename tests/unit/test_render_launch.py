@@ -106,9 +106,14 @@ def test_mindspore_rank_table_startup_gets_no_ms_role() -> None:
         ({"framework": "mindspore", "mindsporeStartup": "RankTable",
           "candidates": [{"vendor": "nvidia", "image": "img:cuda"}]}, "only huawei candidates"),
         ({"framework": "mindspore", "mindsporeStartup": "Sometimes"}, "mindsporeStartup"),
+        # A MindCluster job's rings-config volume would collide with the rank table the operator delivers.
+        ({"template": {"volumes": [{"name": "ascend-910-config", "configMap": {"name": "rings-config-x"}}],
+                       "volumeMounts": [{"name": "ascend-910-config",
+                                         "mountPath": "/user/serverid/devindex/config/"}]}},
+         "must not use /user/serverid/devindex/config"),
     ],
 )
-def test_rank_table_startup_is_refused_where_hccl_cannot_read_a_table(spec: dict[str, Any], fragment: str) -> None:
+def test_launch_settings_that_cannot_work_are_refused_naming_the_field(spec: dict[str, Any], fragment: str) -> None:
     body = {"replicas": 1, "acceleratorsPerReplica": 1, "candidates": [{"vendor": "huawei", "image": "i"}], **spec}
     with pytest.raises(SpecError) as caught:
         parse_job({"apiVersion": "suanli.io/v1alpha1", "kind": "AITrainingJob", "metadata": {"name": "x"},
@@ -122,12 +127,12 @@ def test_deepspeed_gets_a_hostfile_at_its_default_path() -> None:
     # DeepSpeed's hostfile format: "<hostname> slots=<n>" per line; --no_ssh picks line --node_rank.
     lines = hostfile.splitlines()
     assert lines == [f"llama-{i}.llama.team-a.svc slots=8" for i in range(4)]
-    volume = next(v for v in p["spec"]["volumes"] if v["name"] == "deepspeed-hostfile")
+    volume = next(v for v in p["spec"]["volumes"] if v["name"] == "suanli-deepspeed-hostfile")
     assert volume["downwardAPI"]["items"] == [
         {"path": "hostfile", "fieldRef": {"fieldPath": "metadata.annotations['suanli.io/deepspeed-hostfile']"}}
     ]
     mounts = p["spec"]["containers"][0]["volumeMounts"]
-    assert {"name": "deepspeed-hostfile", "mountPath": "/job", "readOnly": True} in mounts
+    assert {"name": "suanli-deepspeed-hostfile", "mountPath": "/job", "readOnly": True} in mounts
     assert "deepspeed-hostfile" not in str(pod_for(job("pytorch"), 1, "nvidia")), "only for DeepSpeed"
 
 

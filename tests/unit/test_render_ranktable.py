@@ -253,12 +253,12 @@ def test_ascend_pod_reads_a_regular_file_copy_made_by_an_init_container() -> Non
     assert init["image"] == "img:cann" and "resources" not in init, "it holds no NPU"
     assert {"name": "SUANLI_GENERATION", "value": "4"} in init["env"]
     volumes = {v["name"]: v for v in p["spec"]["volumes"]}
-    assert volumes["ascend-rank-table-source"]["configMap"]["name"] == "rings-config-llama"
-    assert volumes["ascend-rank-table"] == {"name": "ascend-rank-table", "emptyDir": {}}
+    assert volumes["suanli-rank-table-source"]["configMap"]["name"] == "rings-config-llama"
+    assert volumes["suanli-rank-table"] == {"name": "suanli-rank-table", "emptyDir": {}}
     trainer = p["spec"]["containers"][0]
-    assert {"name": "ascend-rank-table", "mountPath": "/user/serverid/devindex/config", "readOnly": True} in (
+    assert {"name": "suanli-rank-table", "mountPath": "/user/serverid/devindex/config", "readOnly": True} in (
         trainer["volumeMounts"])
-    assert all(m["name"] != "ascend-rank-table-source" for m in trainer["volumeMounts"]), "never the symlink"
+    assert all(m["name"] != "suanli-rank-table-source" for m in trainer["volumeMounts"]), "never the symlink"
     env = {e["name"]: e.get("value") for e in trainer["env"]}
     assert env["RANK_TABLE_FILE"] == "/user/serverid/devindex/config/hccl.json"
     annotation = plugin_annotation([(d, f"10.0.0.{d}") for d in range(8)], server_id="u", host_ip="h0")
@@ -322,7 +322,7 @@ def test_an_ascend_replica_of_a_mixed_gang_gets_no_table_and_no_wait() -> None:
     assert "initContainers" not in p["spec"], "nothing would ever complete its table"
     names = {e["name"] for e in p["spec"]["containers"][0]["env"]}
     assert not {"RANK_TABLE_FILE", "RANK_SIZE", "SERVER_ID"} & names
-    assert all(not v["name"].startswith("ascend-rank-table") for v in p["spec"]["volumes"])
+    assert all(not v["name"].startswith("suanli-rank-table") for v in p["spec"]["volumes"])
 
 
 def test_the_waiting_init_container_holds_no_card_in_the_inventory() -> None:

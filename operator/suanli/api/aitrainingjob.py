@@ -38,6 +38,8 @@ MAX_CANDIDATES = 16
 MAX_RESTARTS = 1000
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 DEFAULT_RENDEZVOUS_PORT = 29500
+ASCEND_RANK_TABLE_DIR = "/user/serverid/devindex/config"
+"""Where the operator delivers the Ascend rank table (hccl.json): MindCluster's path, so its scripts find it."""
 
 # Ascend servers wire their NPUs in HCCS rings, so only some card counts per replica get full
 # bandwidth: 910/910B in 1, 2, 4 or all 8 cards of a server; 910C (dual-die) in pairs up to the 16
@@ -298,6 +300,16 @@ class ReplicaTemplate(ApiModel):
     def _mounts_have_volumes(self) -> bool:
         names = {v.name for v in self.volumes}
         return all(m.name in names for m in self.volume_mounts)
+
+    @rule(
+        f"!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != '{ASCEND_RANK_TABLE_DIR}' && "
+        f"m.mountPath != '{ASCEND_RANK_TABLE_DIR}/')",
+        f"volumeMounts must not use {ASCEND_RANK_TABLE_DIR}: the operator delivers the Ascend rank table there "
+        "(a job migrated from MindCluster drops its rings-config volume; see docs/frameworks.md)",
+        field_path=".volumeMounts",
+    )
+    def _rank_table_dir_free(self) -> bool:
+        return all(m.mount_path.rstrip("/") != ASCEND_RANK_TABLE_DIR for m in self.volume_mounts)
 
 
 class Topology(ApiModel):

@@ -18,12 +18,14 @@ from ..inventory.models import VENDOR_BY_NAME
 from .launch import (
     DEEPSPEED_HOSTFILE_ANNOTATION,
     DEEPSPEED_HOSTFILE_DIR,
+    DEEPSPEED_HOSTFILE_VOLUME,
     deepspeed_hostfile,
     deepspeed_hostfile_volume,
     launch_env,
 )
 from .ranktable import (
     RANK_TABLE_DIR,
+    RANK_TABLE_VOLUME,
     RankTableSlot,
     rank_table_config_map,
     rank_table_init_container,
@@ -40,6 +42,7 @@ SPEC_HASH_ANNOTATION = "suanli.io/spec-hash"
 PLANNED_NODE_ANNOTATION = "suanli.io/planned-node"
 LINK_DOMAIN_ANNOTATION = "suanli.io/link-domain"
 TRAINER_CONTAINER = "trainer"
+
 
 @dataclass(frozen=True)
 class GangSlot:
@@ -168,14 +171,14 @@ def build_pod(
         # The trainer reads a regular-file copy made once the table is complete (ranktable module docstring).
         volumes += rank_table_volumes(name)
         init_containers.append(rank_table_init_container(slot.image, generation))
-        container["volumeMounts"].append({"name": "ascend-rank-table", "mountPath": RANK_TABLE_DIR, "readOnly": True})
+        container["volumeMounts"].append({"name": RANK_TABLE_VOLUME, "mountPath": RANK_TABLE_DIR, "readOnly": True})
     hostfile = None
     taken = {m["mountPath"] for m in container["volumeMounts"]}
     if job.spec.framework == Framework.DEEPSPEED and DEEPSPEED_HOSTFILE_DIR not in taken:
         hostfile = deepspeed_hostfile(job, world)
         volumes.append(deepspeed_hostfile_volume())
         container["volumeMounts"].append(
-            {"name": "deepspeed-hostfile", "mountPath": DEEPSPEED_HOSTFILE_DIR, "readOnly": True}
+            {"name": DEEPSPEED_HOSTFILE_VOLUME, "mountPath": DEEPSPEED_HOSTFILE_DIR, "readOnly": True}
         )
     tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tpl.tolerations]
     # Exactly the taints the inventory treats as ours (InventorySettings.tolerated_taints), any effect:

@@ -17,6 +17,7 @@ from .ranktable import RANK_TABLE_DIR, RANK_TABLE_KEY
 
 DEEPSPEED_HOSTFILE_ANNOTATION = "suanli.io/deepspeed-hostfile"
 DEEPSPEED_HOSTFILE_DIR = "/job"
+DEEPSPEED_HOSTFILE_VOLUME = "suanli-deepspeed-hostfile"
 """DeepSpeed's launcher reads /job/hostfile by default; Suanli projects it there from a pod annotation."""
 
 Env = list[dict[str, Any]]
@@ -123,7 +124,7 @@ def deepspeed_hostfile(job: AITrainingJob, world: int) -> str:
 def deepspeed_hostfile_volume() -> dict[str, Any]:
     """A downward-API volume that shows the pod's hostfile annotation as /job/hostfile."""
     return {
-        "name": "deepspeed-hostfile",
+        "name": DEEPSPEED_HOSTFILE_VOLUME,
         "downwardAPI": {
             "items": [{
                 "path": "hostfile",

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.aitrainingjob import AITrainingJob
+from ..api.aitrainingjob import ASCEND_RANK_TABLE_DIR, AITrainingJob
 
 SCHEMA_1_0 = "1.0"
 """server_list with device ids and RoCE IPs: Atlas 800T A2 (910B) and older, HCCS inside a server."""
@@ -56,10 +56,14 @@ MAX_TABLE_BYTES = 900 * 1024
 """A ConfigMap holds at most 1 MiB; past this the table is refused with a reason instead of failing the write.
 Compact JSON takes about 70 bytes per card, so some 1,500 eight-card replicas fit."""
 
-RANK_TABLE_DIR = "/user/serverid/devindex/config"
+RANK_TABLE_DIR = ASCEND_RANK_TABLE_DIR
 """Where MindCluster mounts hccl.json, so launch scripts built for it find the table unchanged."""
 RANK_TABLE_SOURCE_DIR = "/etc/suanli/rank-table-source"
 """Where the init container sees the ConfigMap (symlinked files)."""
+RANK_TABLE_VOLUME = "suanli-rank-table"
+"""The emptyDir holding the regular-file copy the trainer reads."""
+RANK_TABLE_SOURCE_VOLUME = "suanli-rank-table-source"
+"""The ConfigMap volume only the init container mounts."""
 RANK_TABLE_WAIT_SECONDS = 1800
 """How long a pod waits for a completed table before failing (a gang restart follows): HCCL's own link set-up
 timeout is of the same order, and a device plugin that never annotates must not hang the job forever."""
@@ -398,8 +402,8 @@ def rank_table_init_container(image: str, generation: int) -> dict[str, Any]:
         "command": ["/bin/sh", "-c", rank_table_wait_script()],
         "env": [{"name": "SUANLI_GENERATION", "value": str(generation)}],
         "volumeMounts": [
-            {"name": "ascend-rank-table-source", "mountPath": RANK_TABLE_SOURCE_DIR, "readOnly": True},
-            {"name": "ascend-rank-table", "mountPath": RANK_TABLE_DIR},
+            {"name": RANK_TABLE_SOURCE_VOLUME, "mountPath": RANK_TABLE_SOURCE_DIR, "readOnly": True},
+            {"name": RANK_TABLE_VOLUME, "mountPath": RANK_TABLE_DIR},
         ],
     }
 
@@ -407,6 +411,6 @@ def rank_table_init_container(image: str, generation: int) -> dict[str, Any]:
 def rank_table_volumes(job_name: str) -> list[dict[str, Any]]:
     """The ConfigMap (source) and the emptyDir the init container copies the table into."""
     return [
-        {"name": "ascend-rank-table-source", "configMap": {"name": rank_table_name(job_name)}},
-        {"name": "ascend-rank-table", "emptyDir": {}},
+        {"name": RANK_TABLE_SOURCE_VOLUME, "configMap": {"name": rank_table_name(job_name)}},
+        {"name": RANK_TABLE_VOLUME, "emptyDir": {}},
     ]
