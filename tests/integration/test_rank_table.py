@@ -6,8 +6,8 @@ records the pod UID as server_id and the host IP) onto the gang's pods, as the r
 allocated the cards.
 
 Needs the engine wiring described in the render.ranktable module docstring: the 1.2 test needs GangSlot
-.rank_table_schema filled from the node; the reset test passes once the new generation's table replaces the old
-one (today's engine does that on the first pod event of the new gang, so it passes later than it should).
+.rank_table_schema filled from the node, and the reset test needs the table replaced before the new gang's pods
+are created (today's engine replaces it only on a later pod event). The shared-node test passes as is.
 """
 
 from __future__ import annotations
@@ -160,6 +160,11 @@ def test_a_restarted_gang_starts_from_a_reset_table(
                                                             "suanli.io/simulate-after": "100ms"}}})
     wait_for(lambda: (get_job(api_client, namespace, "again").get("status") or {}).get("restarts") == 1, 60,
              what="one gang restart")
+    wait_for(lambda: any(p.metadata.labels.get("suanli.io/generation") == "1"
+                         for p in job_pods(core, namespace, "again")), 60, what="a pod of generation 1")
+    # The table was reset before the new gang's first pod was created (needs the engine wiring; today's engine
+    # resets it only on a later pod event).
+    assert _table(core, namespace, "again")[1].get("generation") == "1"
     second = _gang(core, namespace, "again", 1, 2)
     for pod in second:
         init = pod.spec.init_containers[0]
