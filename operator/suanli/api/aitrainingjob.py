@@ -262,8 +262,8 @@ class ReplicaTemplate(ApiModel):
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    """Environment variables, added to the rendezvous variables the operator sets (MASTER_ADDR,
-    WORLD_SIZE, RANK, ...); the operator's own variables win on conflict."""
+    """Environment variables, added to the launch variables the operator sets (MASTER_ADDR, WORLD_SIZE,
+    RANK, ...; docs/frameworks.md); a variable set here replaces the operator's of the same name."""
     resources: Resources = Field(default_factory=Resources)
     """CPU and memory per replica."""
     volumes: Annotated[list[Volume], Field(max_length=64)] = Field(
