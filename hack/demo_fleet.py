@@ -69,6 +69,8 @@ SUBMIT_ORDER = (
     "moe-rack-local",         # needs a whole free H100 rack
     "llama3-8b-sft",
     "resnet-dcu",
+    "resnet50-from-ascendjob",  # a MindCluster AscendJob migrated: 2 x 4 NPUs beside the other team's pods
+    "resnet-mindspore-ranktable",
     "elastic-mixed",          # 24 x 2 cards in one zone: no vendor has that alone, so it mixes
     "gpt-pretrain-fallback",  # Ascend first, but no 4 whole Ascend servers are left: falls back
     "deepseek-910c",          # no 910C in this fleet: Pending with the reason

@@ -94,15 +94,12 @@ def test_job_runs_to_success_on_each_vendor(
         assert env["WORLD_SIZE"] == "16" and env["PET_NNODES"] == "2" and env["PET_NPROC_PER_NODE"] == "8"
         assert env["MASTER_ADDR"] == f"train-0.train.{namespace}.svc"
     ranks = sorted(int(_env(p)["RANK"]) for p in pods)
-    assert ranks == [0, 8]
+    assert ranks == [0, 1], "RANK is the pod's node rank, as MindCluster and Kubeflow set it"
     core.read_namespaced_service("train", namespace)
     if vendor == "huawei":
         cm = core.read_namespaced_config_map("rings-config-train", namespace)
-        table = json.loads(cm.data["hccl.json"])
-        assert table["server_count"] == "2"
-        assert sorted(d["rank_id"] for s in table["server_list"] for d in s["device"]) == sorted(
-            str(i) for i in range(16)
-        )
+        # kwok runs no device plugin, so the table waits for its annotations (tests/integration/test_rank_table.py).
+        assert json.loads(cm.data["hccl.json"])["status"] == "initializing" and cm.data["generation"] == "0"
     wait_for(lambda: phase(api_client, namespace, "train") == "Succeeded", 90, what="Succeeded")
     status = get_job(api_client, namespace, "train")["status"]
     assert status["vendor"] == vendor

@@ -69,21 +69,9 @@ CONVENTIONS = [
     ),
     pytest.param(
         {"accelerator": "huawei-Ascend910"},
-        {"huawei.com/Ascend910B3": "8", "huawei.com/Ascend910B3-memory": "65536"},
-        ("huawei", "Ascend910B", "huawei.com/Ascend910B3", 8, 65536, (4, 4)),
-        id="ascend-hami-beats-family",
-    ),
-    pytest.param(
-        {"accelerator": "huawei-Ascend910"},
         {"huawei.com/Ascend910": "8"},
         ("huawei", "Ascend910", "huawei.com/Ascend910", 8, 32768, (4, 4)),
         id="ascend-family-only",
-    ),
-    pytest.param(
-        {},
-        {"huawei.com/Ascend910B3": "8", "huawei.com/Ascend910B3-memory": "65536"},
-        ("huawei", "Ascend910B", "huawei.com/Ascend910B3", 8, 65536, (4, 4)),
-        id="ascend-hami-resource",
     ),
     pytest.param(
         HYGON_HCU_K100,
@@ -96,12 +84,6 @@ CONVENTIONS = [
         {"hygon.com/dcu": "4"},
         ("hygon", "unknown", "hygon.com/dcu", 4, None, (4,)),
         id="hygon-dcu-v2",
-    ),
-    pytest.param(
-        {"feature.node.kubernetes.io/pci-1d94.present": "true"},
-        {"hygon.com/dcunum": "8"},
-        ("hygon", "unknown", "hygon.com/dcunum", 8, None, (8,)),
-        id="hygon-hami",
     ),
     pytest.param(
         {

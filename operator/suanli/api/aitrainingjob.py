@@ -59,6 +59,8 @@ def name_problem(name: str) -> str | None:
     if len(name) <= MAX_NAME_LENGTH and re.match(_NAME_PATTERN, name):
         return None
     return f"metadata.name {name!r} is not usable: " + NAME_RULE["message"]
+ASCEND_RANK_TABLE_DIR = "/user/serverid/devindex/config"
+"""Where the operator delivers the Ascend rank table (hccl.json): MindCluster's path, so its scripts find it."""
 
 # Ascend servers wire their NPUs in HCCS rings, so only some card counts per replica get full
 # bandwidth: 910/910B in 1, 2, 4 or all 8 cards of a server; 910C (dual-die) in pairs up to the 16
@@ -68,12 +70,26 @@ ASCEND910C_CARD_COUNTS = (2, 4, 6, 8, 10, 12, 14, 16)
 
 
 class Framework(StrEnum):
-    """Training framework; decides the launcher and the rendezvous environment the pods get."""
+    """Training framework; decides the launch environment the pods get (docs/frameworks.md)."""
 
     PYTORCH = "pytorch"
+    """torchrun/torch.distributed: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK (node rank), PET_*."""
     MINDSPORE = "mindspore"
+    """The torch variables plus MindSpore's (MS_* for dynamic networking, or a rank table)."""
     DEEPSPEED = "deepspeed"
+    """The torch variables plus a DeepSpeed hostfile at /job/hostfile for deepspeed --no_ssh."""
     OTHER = "other"
+    """The torch variables only."""
+
+
+class MindSporeStartup(StrEnum):
+    """How MindSpore builds its communication group (MindSpore's two Ascend start-up methods)."""
+
+    DYNAMIC_NETWORKING = "DynamicNetworking"
+    """msrun or MS_ROLE processes find each other through a scheduler process (MS_SCHED_HOST/PORT) in replica 0."""
+    RANK_TABLE = "RankTable"
+    """HCCL reads the rank table (RANK_TABLE_FILE); the launch script sets RANK_ID and DEVICE_ID per process.
+    Ascend only."""
 
 
 class TopologyLevel(StrEnum):
@@ -271,8 +287,8 @@ class ReplicaTemplate(ApiModel):
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    """Environment variables, added to the rendezvous variables the operator sets (MASTER_ADDR,
-    WORLD_SIZE, RANK, ...); on a name conflict the variable set here wins."""
+    """Environment variables, added to the launch variables the operator sets (MASTER_ADDR, WORLD_SIZE,
+    RANK, ...; docs/frameworks.md); a variable set here replaces the operator's of the same name."""
     resources: Resources = Field(default_factory=Resources)
     """CPU and memory per replica."""
     volumes: Annotated[list[Volume], Field(max_length=64)] = Field(
@@ -309,6 +325,16 @@ class ReplicaTemplate(ApiModel):
     def _mounts_have_volumes(self) -> bool:
         names = {v.name for v in self.volumes}
         return all(m.name in names for m in self.volume_mounts)
+
+    @rule(
+        f"!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != '{ASCEND_RANK_TABLE_DIR}' && "
+        f"m.mountPath != '{ASCEND_RANK_TABLE_DIR}/')",
+        f"volumeMounts must not use {ASCEND_RANK_TABLE_DIR}: the operator delivers the Ascend rank table there "
+        "(a job migrated from MindCluster drops its rings-config volume; see docs/frameworks.md)",
+        field_path=".volumeMounts",
+    )
+    def _rank_table_dir_free(self) -> bool:
+        return all(m.mount_path.rstrip("/") != ASCEND_RANK_TABLE_DIR for m in self.volume_mounts)
 
 
 class Topology(ApiModel):
@@ -375,7 +401,13 @@ class AITrainingJobSpec(ApiModel):
     template: ReplicaTemplate = Field(default_factory=ReplicaTemplate)
     """The container each replica runs."""
     framework: Framework = Framework.PYTORCH
-    """Training framework: pytorch, mindspore, deepspeed or other."""
+    """Training framework: pytorch, mindspore, deepspeed or other; decides the launch environment of the pods
+    (every framework gets MASTER_ADDR, MASTER_PORT, WORLD_SIZE = processes, RANK = the pod's node rank as in
+    MindCluster and Kubeflow, PET_* for torchrun and unambiguous SUANLI_* variables; see docs/frameworks.md)."""
+    mindspore_startup: MindSporeStartup = MindSporeStartup.DYNAMIC_NETWORKING
+    """framework mindspore only: DynamicNetworking (MS_SCHED_HOST, MS_SCHED_PORT, MS_WORKER_NUM,
+    MS_LOCAL_WORKER, MS_NODE_RANK, MS_ROLE) or RankTable (RANK_TABLE_FILE, RANK_SIZE, DEVICE_NUM, SERVER_ID;
+    Ascend candidates only)."""
     topology: Topology = Field(default_factory=Topology)
     """Network locality the gang requires and prefers."""
     # default {} lets the API server fill in maxRestarts and restartOn, so `kubectl get -o yaml`
@@ -397,6 +429,18 @@ class AITrainingJobSpec(ApiModel):
     def gang_size(self) -> int:
         """Replicas that must be placed together before any starts."""
         return self.replicas if self.min_replicas is None else self.min_replicas
+
+    @rule(
+        "!has(self.mindsporeStartup) || self.mindsporeStartup == 'DynamicNetworking' || "
+        "(has(self.framework) && self.framework == 'mindspore' && self.candidates.all(c, c.vendor == 'huawei'))",
+        "mindsporeStartup RankTable needs framework mindspore and only huawei candidates (HCCL reads the rank "
+        "table): use DynamicNetworking or fix framework and candidates",
+        field_path=".mindsporeStartup",
+    )
+    def _rank_table_startup(self) -> bool:
+        return self.mindspore_startup == MindSporeStartup.DYNAMIC_NETWORKING or (
+            self.framework == Framework.MINDSPORE and all(c.vendor == Vendor.HUAWEI for c in self.candidates)
+        )
 
     @rule(
         "!has(self.minReplicas) || self.minReplicas <= self.replicas",

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import lifecycle
 from ..api.aitrainingjob import AITrainingJob, AITrainingJobStatus
 from ..metrics import Metrics
-from ..render import GangSlot, build_rank_table_config_map, build_service
+from ..render import GangSlot, build_rank_table_config_map, build_service, rank_table_stale
 from ..render.gang import PLANNED_NODE_ANNOTATION, rank_table_name
 from ..settings import OperatorSettings
 from .cache import ClusterCache, JobKey, owner_uid
@@ -235,7 +235,7 @@ class Binder:
         existing = self.kube.read(job.namespace, "configmaps", cm["metadata"]["name"])
         if owner_uid(existing) != str(job.metadata.get("uid")):
             raise BindError(f"configmap {job.namespace}/{cm['metadata']['name']} exists and is not this job's")
-        if existing.get("data") != cm["data"]:
+        if rank_table_stale(existing.get("data"), job.status.generation):  # else: this gang's, kept on resume
             self.kube.replace(job.namespace, "configmaps", cm["metadata"]["name"],
                               {**cm, "metadata": {**cm["metadata"],
                                                   "resourceVersion": existing["metadata"]["resourceVersion"]}})

@@ -194,6 +194,8 @@ class Scheduler:
             message = outcome.summary + "".join(
                 f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False)
             )
+            if left_out := snapshot.skipped_summary({c.vendor for c in job.spec.candidates}):
+                message += f"\n- {left_out}"
             if job.status.message != message or job.status.reason != "Unschedulable":
                 self._write_async(job, lifecycle.unschedulable(job, message, self.clock()),
                                   ("Warning", "Unschedulable", outcome.summary))

@@ -9,7 +9,7 @@ from ..api.aitrainingjob import AITrainingJob
 from ..inventory import Inventory, format_link_domains
 from ..inventory.models import VENDOR_BY_NAME
 from ..placement import Placement
-from ..render import GangSlot, build_pod, spec_hash
+from ..render import GangSlot, build_pod, rank_table_schema, spec_hash
 from ..render.gang import PLANNED_NODE_ANNOTATION
 from ..settings import OperatorSettings
 
@@ -36,6 +36,7 @@ def slots_from_plan(job: AITrainingJob, placement: Placement, inventory: Invento
                 job.spec.candidates[r.candidate_index].image,
                 domains,
                 first_device=first_device(node.link_domains if node else (), domains),
+                rank_table_schema=rank_table_schema(node.resource, node.labels) if node else None,
             )
         )
     return slots
@@ -59,6 +60,7 @@ def slots_from_status(job: AITrainingJob, inventory: Inventory) -> list[GangSlot
                 candidate.image,
                 r.link_domain,
                 first_device=first_device(node.link_domains if node else (), r.link_domain),
+                rank_table_schema=rank_table_schema(node.resource, node.labels) if node else None,
             )
         )
     return out

@@ -11,6 +11,9 @@ Public surface::
     inventory.get("node-1")               # AcceleratorNode | None
     inventory.state("node-1")             # NodeState: free cards per link domain, free CPU/memory
     inventory.skipped()                   # {"node-2": "label suanli.io/accelerator.count='eight' is ..."}
+    inventory.skipped_nodes("huawei")     # [SkippedNode(name, reason, vendor)]: e.g. HAMi or Volcano-mode nodes
+
+Only whole, exclusive cards the kubelet allocates count (:mod:`suanli.inventory.deviceplugins`).
 
 Label and annotation names are in :mod:`suanli.inventory.labels`; vendor and model rules in
 :mod:`suanli.inventory.models`.

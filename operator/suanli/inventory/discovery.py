@@ -1,7 +1,9 @@
 """Discovery: one Kubernetes Node dict in, one :class:`AcceleratorNode` (or a reason to skip it) out.
 
-Every label convention the field uses is read (NFD, NVIDIA GFD, Ascend legacy and ``huawei.com/npu.*``,
-Hygon ``dcu``/``hcu``, HAMi resource names); our own ``suanli.io/*`` labels win when present.  Bad input
+Every label convention the field uses is read (NFD, NVIDIA GFD, every Ascend label generation MindCluster shipped,
+Hygon ``dcu``/``hcu``); our own ``suanli.io/*`` labels win when present.  Only whole, exclusive cards count:
+shared, partitioned or foreign-scheduler capacity (MIG, time-slicing, HAMi) is refused by
+:mod:`suanli.inventory.deviceplugins`.  Bad input
 never raises: a node whose labels conflict or do not parse is returned as :class:`SkippedNode` with a
 reason naming the label and the fix.
 """
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from suanli.inventory import labels as L
+from suanli.inventory.deviceplugins import partition_resources, refusal
 from suanli.inventory.models import VENDOR_BY_NAME, VENDORS, VendorProfile, canonical_model, family_of
 from suanli.inventory.node import AcceleratorNode, SkippedNode, Taint
 from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis, parse_quantity
@@ -21,11 +24,18 @@ from suanli.inventory.settings import InventorySettings
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 _LINK_DOMAINS = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|)\s*$", re.IGNORECASE)
+_NFD_CLASS_VENDOR = re.compile(
+    r"feature\.node\.kubernetes\.io/pci-(?P<cls>[0-9a-f]{2,6})_(?P<vendor>[0-9a-f]{4})\.present"
+)
 _MIB_PER_UNIT = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
 
 
 class _Skip(Exception):
     """Raised inside discovery to turn a node into a SkippedNode; never escapes this module."""
+
+    def __init__(self, reason: str, vendor: str | None = None) -> None:
+        super().__init__(reason)
+        self.vendor = vendor
 
 
 def discover(node: Mapping[str, Any], settings: InventorySettings) -> AcceleratorNode | SkippedNode | None:
@@ -37,7 +47,7 @@ def discover(node: Mapping[str, Any], settings: InventorySettings) -> Accelerato
     try:
         return _discover(name, node, settings)
     except _Skip as skip:
-        return SkippedNode(name=name, reason=str(skip))
+        return SkippedNode(name=name, reason=str(skip), vendor=skip.vendor)
 
 
 def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -> AcceleratorNode | None:
@@ -77,8 +87,14 @@ def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -
     if resource is None:
         resource = _preferred_resource(vendor, capacity, allocatable)
     if resource is None:
+        offered = {*(status.get("capacity") or {}), *(status.get("allocatable") or {})}
+        if slices := partition_resources(str(r) for r in offered):
+            raise _Skip(f"labelled as {vendor_name} but advertises only slices or shares of cards "
+                        f"({', '.join(slices)}), no whole cards", vendor_name)
         raise _Skip(f"labelled as {vendor_name} but advertises no card resource "
-                    f"({' / '.join(vendor.resources)}): is the device plugin running?")
+                    f"({' / '.join(vendor.resources)}): is the device plugin running?", vendor_name)
+    if why := refusal(vendor_name, resource, node_labels, meta.get("annotations") or {}):
+        raise _Skip(why, vendor_name)
 
     cards = capacity.get(resource, allocatable.get(resource, 0))
     free_cards = min(allocatable.get(resource, cards), cards)
@@ -166,16 +182,17 @@ def _preferred_resource(vendor: VendorProfile, capacity: Mapping[str, int],
 
 
 def _has_vendor_labels(vendor: VendorProfile, node_labels: Mapping[str, str]) -> bool:
-    for key, value in vendor.presence_labels:
-        if key in node_labels and (value is None or node_labels[key].lower() == value):
+    if vendor.has_presence_label(node_labels):
+        return True
+    for key, value in node_labels.items():
+        if value.lower() != "true":
+            continue
+        if key == L.NFD_PCI_PRESENT.format(pci_id=vendor.pci_id) and not vendor.nfd_classes:
             return True
-    pci = vendor.pci_id
-    return any(
-        v.lower() == "true" and (k == L.NFD_PCI_PRESENT.format(pci_id=pci)
-                                 or (k.startswith("feature.node.kubernetes.io/pci-")
-                                     and k.endswith(f"_{pci}.present")))
-        for k, v in node_labels.items()
-    )
+        found = _NFD_CLASS_VENDOR.fullmatch(key)
+        if found and found["vendor"] == vendor.pci_id and found["cls"].startswith(vendor.nfd_classes or ("",)):
+            return True
+    return False
 
 
 def _model(vendor: VendorProfile, node_labels: Mapping[str, str], resource: str) -> str:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from suanli.inventory.deviceplugins import hami_register_keys
 from suanli.inventory.discovery import discover
 from suanli.inventory.models import VENDOR_BY_NAME
 from suanli.inventory.node import AcceleratorNode, SkippedNode
@@ -60,7 +61,7 @@ class Inventory:
     def __init__(self, settings: InventorySettings | None = None) -> None:
         self.settings = settings or InventorySettings()
         self._states: dict[str, NodeState] = {}
-        self._skipped: dict[str, str] = {}
+        self._skipped: dict[str, SkippedNode] = {}
         self._pods: dict[PodKey, PodUsage] = {}
         self._by_node: dict[str, dict[PodKey, PodUsage]] = {}
         self._pools: dict[Pool, dict[str, NodeState]] = {}
@@ -82,7 +83,7 @@ class Inventory:
         self._drop_state(name)
         self._skipped.pop(name, None)
         if isinstance(found, SkippedNode):
-            self._skipped[name] = found.reason
+            self._skipped[name] = found
         elif found is not None:
             self._store(self._compute(found))
         self.generation += 1
@@ -153,7 +154,22 @@ class Inventory:
 
     def skipped(self) -> Mapping[str, str]:
         """Nodes left out because their labels or resources conflict or do not parse: name -> reason."""
-        return dict(self._skipped)
+        return {name: found.reason for name, found in self._skipped.items()}
+
+    def skipped_nodes(self, vendor: str | None = None) -> list[SkippedNode]:
+        """The skipped nodes (of ``vendor`` when given), by name: what a pending job's message should quote."""
+        return [s for _, s in sorted(self._skipped.items()) if vendor is None or s.vendor == vendor]
+
+    def skipped_summary(self, vendors: Iterable[str], limit: int = 3) -> str:
+        """One sentence for a pending job whose candidates are ``vendors``: which of their nodes were left out
+        and why (the first ``limit``), e.g. nodes whose device plugin only serves another scheduler. "" if none."""
+        wanted = set(vendors)
+        left_out = [s for s in self.skipped_nodes() if s.vendor in wanted]
+        if not left_out:
+            return ""
+        shown = "; ".join(f"{s.name} {s.reason}" for s in left_out[:limit])
+        more = f" (and {len(left_out) - limit} more)" if len(left_out) > limit else ""
+        return f"{len(left_out)} node(s) of these vendors were left out: {shown}{more}"
 
     def pools(self) -> list[Pool]:
         """Every (vendor, model) present, sorted."""
@@ -302,4 +318,5 @@ def _fingerprint(node: Mapping[str, Any]) -> Hashable:
         tuple(sorted((k, str(v)) for k, v in (status.get("allocatable") or {}).items())),
         tuple(sorted((k, str(v)) for k, v in (status.get("capacity") or {}).items())),
         ready,
+        hami_register_keys(meta.get("annotations") or {}),
     )

@@ -24,6 +24,10 @@ MEMBW_GBS = "suanli.io/accelerator.membw-gbs"
 """Measured memory bandwidth per card, GB/s."""
 FMA_TFLOPS = "suanli.io/accelerator.fma-tflops"
 """Measured dense FMA throughput per card, TFLOP/s."""
+DEVICE_PLUGIN = "suanli.io/device-plugin"
+"""How the node's device plugin allocates (set by the cluster admin, since a node object does not say):
+``kubelet`` (default: at the kubelet's request), ``volcano`` (MindCluster's plugin with -volcanoType=true) or
+``hami``.  Only ``kubelet`` nodes take Suanli's gangs; see :mod:`suanli.inventory.deviceplugins`."""
 RACK = "suanli.io/rack"
 """Rack (or switch / hypernode) the node sits in."""
 

@@ -28,11 +28,16 @@ class VendorProfile:
     """Also a whole-card resource: HAMi/renamed plugin names (``huawei.com/Ascend910B3``) minus the
     memory/core side resources, which are not cards."""
     presence_labels: tuple[tuple[str, str | None], ...]
-    """(key, value) labels that mean "this vendor's cards are here"; value None = any value."""
+    """(key, value pattern) labels that mean "this vendor's cards are here": the pattern must match the whole
+    value, ignoring case; None = any value.  Generic keys (``accelerator``) need a vendor-specific value."""
     model_labels: tuple[str, ...]
     """Labels carrying a model or product name, newest convention first."""
     memory_labels: tuple[str, ...]
     """Labels carrying memory per card (plain numbers are MiB; ``64G``/``64Gi`` are understood)."""
+    nfd_classes: tuple[str, ...] = ()
+    """PCI class prefixes an NFD ``pci-<class>_<vid>.present`` label must carry to count (empty: any class, and
+    the vendor-only ``pci-<vid>.present`` counts too).  Huawei and Hygon also make CPUs, NICs and BMC video, so
+    only their accelerator classes (12 processing accelerator, 03 display) say "cards here"."""
     family_labels: tuple[str, ...] = ()
     """Labels naming only a product family (``accelerator=huawei-Ascend910`` on 910A and 910B alike):
     read after the resource name, which may be more precise (HAMi's ``huawei.com/Ascend910B3``)."""
@@ -40,14 +45,16 @@ class VendorProfile:
     """The collective library (NCCL, HCCL, RCCL), exported to pods as SUANLI_COLLECTIVE_BACKEND."""
     torch_backend: str = ""
     """The backend name torch.distributed expects: ROCm builds of torch call RCCL "nccl"."""
-    visible_devices_env: tuple[str, ...] = ()
-    """Runtime-level visibility variables, set to the container-local indices 0..n-1. The device plugins
-    own the physical-id variables (NVIDIA_VISIBLE_DEVICES, ASCEND_VISIBLE_DEVICES), so Suanli never
-    overrides those — doing so is how every pod ends up on card 0."""
     pod_env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment every training pod of this vendor gets."""
     needs_rank_table: bool = False
     """The collective reads a rank table (Ascend's hccl.json) rather than discovering peers itself."""
+
+    def has_presence_label(self, node_labels: Mapping[str, str]) -> bool:
+        return any(
+            key in node_labels and (value is None or re.fullmatch(value, node_labels[key], re.IGNORECASE) is not None)
+            for key, value in self.presence_labels
+        )
 
     def is_card_resource(self, name: str) -> bool:
         return name in self.resources or self.resource_pattern.fullmatch(name) is not None
@@ -64,21 +71,33 @@ VENDORS: tuple[VendorProfile, ...] = (
         memory_labels=("nvidia.com/gpu.memory",),
         collective="NCCL",
         torch_backend="nccl",
-        visible_devices_env=("CUDA_VISIBLE_DEVICES",),
     ),
     VendorProfile(
         name="huawei",
         pci_id="19e5",
         resources=("huawei.com/Ascend910", "huawei.com/npu", "huawei.com/Ascend310P", "huawei.com/Ascend310"),
-        # HAMi's per-model names (Ascend910B3, Ascend910C); "-memory"/"-core" siblings are not cards.
-        resource_pattern=re.compile(r"huawei\.com/Ascend(910|310)[A-Za-z0-9]*"),
-        presence_labels=(("accelerator", None), ("huawei.com/npu.chip.name", None)),
-        model_labels=("huawei.com/npu.chip.name", "accelerator-type"),
-        memory_labels=("huawei.com/npu.chip.memory",),
+        # HAMi's per-model names (Ascend910B3, Ascend910B4-1, Ascend910C) identify the vendor, and
+        # deviceplugins.refusal() then leaves the node out; "-memory"/"-core" siblings and MindCluster's vNPU
+        # templates ("Ascend910-4c") are not cards at all.
+        resource_pattern=re.compile(r"huawei\.com/Ascend(910|310)[A-Za-z0-9]*(-\d+)?"),
+        # MindCluster's device plugin writes accelerator=huawei-Ascend910/-Ascend310/-Ascend310P/-npu
+        # (ascend-common/api/default_name.go); any other "accelerator" value is not ours to read.
+        presence_labels=(
+            ("accelerator", r"huawei-(ascend\w*|npu)"),
+            ("huawei.com/npu.chip.name", None),
+            ("node.kubernetes.io/npu.chip.name", None),
+            ("servertype", r"ascend.*"),
+        ),
+        nfd_classes=("12",),
+        # MindCluster's device plugin writes node.kubernetes.io/npu.chip.name (910B3), accelerator-type
+        # (module-910b-8) and servertype (Ascend910B-20): docs/en/scheduling/api/k8s.md, Table 4. The
+        # huawei.com/npu.chip.* keys are read too (earlier Suanli docs listed them), though that table has none.
+        model_labels=("huawei.com/npu.chip.name", "node.kubernetes.io/npu.chip.name", "accelerator-type",
+                      "servertype"),
+        memory_labels=("huawei.com/npu.chip.memory", "mind-cluster/npu-chip-memory"),
         family_labels=("accelerator",),
         collective="HCCL",
         torch_backend="hccl",
-        visible_devices_env=("ASCEND_RT_VISIBLE_DEVICES",),
         # Large gangs take minutes to build HCCL links; the 120 s default fails them at start.
         pod_env={"HCCL_CONNECT_TIMEOUT": "1800"},
         needs_rank_table=True,
@@ -89,11 +108,11 @@ VENDORS: tuple[VendorProfile, ...] = (
         resources=("hygon.com/hcu", "hygon.com/dcu", "hygon.com/hcunum", "hygon.com/dcunum"),
         resource_pattern=re.compile(r"hygon\.com/(hcu|dcu)(num)?"),
         presence_labels=(("hygon.com/hcu", "true"), ("hygon.com/dcu", "true")),
+        nfd_classes=("03", "12"),
         model_labels=("hygon.com/hcu.name", "hygon.com/dcu.name"),
         memory_labels=("hygon.com/hcu.vram", "hygon.com/dcu.vram"),
         collective="RCCL",
         torch_backend="nccl",
-        visible_devices_env=("HIP_VISIBLE_DEVICES",),
     ),
 )
 VENDOR_BY_NAME: Mapping[str, VendorProfile] = {v.name: v for v in VENDORS}

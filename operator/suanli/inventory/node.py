@@ -81,3 +81,6 @@ class SkippedNode:
 
     name: str
     reason: str
+    vendor: str | None = None
+    """The vendor whose cards the node carries, when known: lets a pending job say "the huawei nodes were left
+    out because ..." instead of only "no capacity"."""

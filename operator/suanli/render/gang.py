@@ -12,9 +12,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.aitrainingjob import AITrainingJob
+from ..api.aitrainingjob import AITrainingJob, Framework
 from ..api.base import API_VERSION
 from ..inventory.models import VENDOR_BY_NAME
+from .launch import (
+    DEEPSPEED_HOSTFILE_ANNOTATION,
+    DEEPSPEED_HOSTFILE_DIR,
+    DEEPSPEED_HOSTFILE_VOLUME,
+    deepspeed_hostfile,
+    deepspeed_hostfile_volume,
+    launch_env,
+)
+from .ranktable import (
+    RANK_TABLE_DIR,
+    RANK_TABLE_VOLUME,
+    RankTableSlot,
+    rank_table_config_map,
+    rank_table_init_container,
+    rank_table_schema,
+    rank_table_volumes,
+)
+from .ranktable import rank_table_name as rank_table_name  # the engine imports it from here
 
 JOB_LABEL = "suanli.io/job"
 REPLICA_LABEL = "suanli.io/replica"
@@ -24,12 +42,6 @@ SPEC_HASH_ANNOTATION = "suanli.io/spec-hash"
 PLANNED_NODE_ANNOTATION = "suanli.io/planned-node"
 LINK_DOMAIN_ANNOTATION = "suanli.io/link-domain"
 TRAINER_CONTAINER = "trainer"
-
-# Where MindCluster's ascend-operator mounts the rank table, so images built for it work unchanged.
-RANK_TABLE_DIR = "/user/serverid/devindex/config"
-RANK_TABLE_KEY = "hccl.json"
-# The Ascend device plugin records the cards it gave a pod, with their RoCE IPs, in this annotation.
-ASCEND_DEVICE_ANNOTATION = "ascend.kubectl.kubernetes.io/ascend-910-configuration"
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,16 @@ class GangSlot:
     link_domain: str | None = None
     """The in-node link domains the cards come from, as the pod's ``suanli.io/link-domain`` (``0+1``)."""
     first_device: int = 0
-    """Physical index of the replica's first card, for the rank table when no device plugin says."""
+    """The planner's idea of the replica's first card (informational only: the kubelet and the device plugin pick
+    the physical cards, and the rank table takes device ids only from the plugin's annotation)."""
+    rank_table_schema: str | None = None
+    """Ascend only: the rank-table schema of the slot's node, ``ranktable.rank_table_schema(node.resource,
+    node.labels)``; None derives it from ``resource_name`` alone (2.0 for huawei.com/npu, else 1.0), which
+    misses super pods (1.2)."""
+
+    def rank_table_slot(self) -> RankTableSlot:
+        schema = self.rank_table_schema or rank_table_schema(self.resource_name, {})
+        return RankTableSlot(self.replica, self.node, self.resource_name, schema)
 
 
 def _name(job: AITrainingJob) -> str:
@@ -101,46 +122,6 @@ def build_service(job: AITrainingJob) -> dict[str, Any]:
     }
 
 
-def _rendezvous_env(job: AITrainingJob, replica: int, world: int) -> list[dict[str, str]]:
-    name, ns = _name(job), _namespace(job)
-    procs = job.spec.accelerators_per_replica
-    master = f"{name}-0.{name}.{ns}.svc"
-    port = str(job.spec.rendezvous_port)
-    values = {
-        # torchrun reads PET_*; scripts launched without it read the classic variables. One process per
-        # accelerator: RANK is the first global rank of this replica and LOCAL_RANK its first local one.
-        "MASTER_ADDR": master,
-        "MASTER_PORT": port,
-        "WORLD_SIZE": str(world * procs),
-        "RANK": str(replica * procs),
-        "LOCAL_RANK": "0",
-        "NODE_RANK": str(replica),
-        "PET_NNODES": str(world),
-        "PET_NPROC_PER_NODE": str(procs),
-        "PET_NODE_RANK": str(replica),
-        "PET_MASTER_ADDR": master,
-        "PET_MASTER_PORT": port,
-    }
-    return [{"name": k, "value": v} for k, v in values.items()]
-
-
-def _vendor_env(job: AITrainingJob, slot: GangSlot, world: int, rank_table: bool) -> list[dict[str, str]]:
-    profile = VENDOR_BY_NAME[slot.vendor]
-    local = ",".join(str(i) for i in range(job.spec.accelerators_per_replica))
-    values = {
-        "SUANLI_ACCELERATOR_VENDOR": slot.vendor,
-        "SUANLI_COLLECTIVE_BACKEND": profile.collective,
-        "SUANLI_TORCH_BACKEND": profile.torch_backend,
-        **{var: local for var in profile.visible_devices_env},
-        **profile.pod_env,
-    }
-    if profile.needs_rank_table and rank_table:
-        values["RANK_TABLE_FILE"] = f"{RANK_TABLE_DIR}/{RANK_TABLE_KEY}"
-        values["RANK_SIZE"] = str(world * job.spec.accelerators_per_replica)
-        values["SERVER_ID"] = str(slot.replica)
-    return [{"name": k, "value": v} for k, v in values.items()]
-
-
 def build_pod(
     job: AITrainingJob,
     slot: GangSlot,
@@ -166,7 +147,8 @@ def build_pod(
     requests = {**{k: str(v) for k, v in tpl.resources.requests.items()}, slot.resource_name: count}
     limits = {**{k: str(v) for k, v in tpl.resources.limits.items()}, slot.resource_name: count}
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in tpl.env]
-    ours = _rendezvous_env(job, slot.replica, world) + _vendor_env(job, slot, world, rank_table)
+    with_table = profile.needs_rank_table and rank_table
+    ours = launch_env(job, slot.replica, slot.vendor, world=world, generation=generation, rank_table=with_table)
     user_names = {e["name"] for e in user_env}
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER,
@@ -184,9 +166,20 @@ def build_pod(
     if tpl.working_dir:
         container["workingDir"] = tpl.working_dir
     volumes = [v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in tpl.volumes]
-    if profile.needs_rank_table and rank_table:
-        volumes.append({"name": "ascend-rank-table", "configMap": {"name": rank_table_name(name)}})
-        container["volumeMounts"].append({"name": "ascend-rank-table", "mountPath": RANK_TABLE_DIR, "readOnly": True})
+    init_containers = []
+    if with_table:
+        # The trainer reads a regular-file copy made once the table is complete (ranktable module docstring).
+        volumes += rank_table_volumes(name)
+        init_containers.append(rank_table_init_container(slot.image, generation))
+        container["volumeMounts"].append({"name": RANK_TABLE_VOLUME, "mountPath": RANK_TABLE_DIR, "readOnly": True})
+    hostfile = None
+    taken = {m["mountPath"] for m in container["volumeMounts"]}
+    if job.spec.framework == Framework.DEEPSPEED and DEEPSPEED_HOSTFILE_DIR not in taken:
+        hostfile = deepspeed_hostfile(job, world)
+        volumes.append(deepspeed_hostfile_volume())
+        container["volumeMounts"].append(
+            {"name": DEEPSPEED_HOSTFILE_VOLUME, "mountPath": DEEPSPEED_HOSTFILE_DIR, "readOnly": True}
+        )
     tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tpl.tolerations]
     # Exactly the taints the inventory treats as ours (InventorySettings.tolerated_taints), any effect:
     # the planner put the replica on such a node, so the pod must be allowed to stay there.
@@ -198,6 +191,8 @@ def build_pod(
     }
     if slot.link_domain is not None:
         annotations[LINK_DOMAIN_ANNOTATION] = slot.link_domain
+    if hostfile is not None:
+        annotations[DEEPSPEED_HOSTFILE_ANNOTATION] = hostfile
     spec: dict[str, Any] = {
         "schedulerName": scheduler_name,
         # The gang restarts as a whole (a collective cannot lose a rank), so the kubelet must not restart
@@ -206,6 +201,7 @@ def build_pod(
         "hostname": f"{name}-{slot.replica}",
         "subdomain": name,
         "containers": [container],
+        **({"initContainers": init_containers} if init_containers else {}),
         "volumes": volumes,
         "tolerations": tolerations,
     }
@@ -233,69 +229,15 @@ def build_pod(
     }
 
 
-def rank_table_name(job_name: str) -> str:
-    """MindCluster's name for a job's rank-table ConfigMap."""
-    return f"rings-config-{job_name}"
-
-
-def _devices(count: int, first_device: int, annotation: str | None) -> list[dict[str, str]]:
-    """The cards of one replica: from the device plugin's record when it wrote one, else by ring."""
-    if annotation:
-        try:
-            record = json.loads(annotation)
-            return [
-                {"device_id": str(d["device_id"]), "device_ip": str(d.get("device_ip", ""))}
-                for d in record.get("devices", [])
-            ]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass  # a malformed record must not stop the gang; fall back to ring-based ids
-    return [{"device_id": str(first_device + i)} for i in range(count)]
-
-
 def build_rank_table_config_map(
     job: AITrainingJob, slots: Sequence[GangSlot], pods: Mapping[int, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The Ascend rank table (hccl.json, version 1.0) as MindCluster writes it.
+    """The gang's rank-table ConfigMap for generation ``job.status.generation`` (see :mod:`.ranktable`).
 
-    `pods` maps replica → its Pod (dict) when known. The table says "completed" once every replica's pod has
-    an IP; until then "initializing", which HCCL-based launchers wait on.
+    `pods` maps replica -> the current gang's Pod (dict) as the API returns it, annotations and status included;
+    `{}` gives the initializing table a new generation starts from.
     """
-    count = job.spec.accelerators_per_replica
-    servers = []
-    rank = 0
-    complete = True
-    for slot in sorted(slots, key=lambda s: s.replica):
-        pod = pods.get(slot.replica) or {}
-        status = pod.get("status") or {}
-        annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        devices = _devices(count, slot.first_device, annotations.get(ASCEND_DEVICE_ANNOTATION))
-        for device in devices:
-            device["rank_id"] = str(rank)
-            rank += 1
-        pod_ip = status.get("podIP")
-        complete = complete and bool(pod_ip)
-        servers.append(
-            {
-                "server_id": status.get("hostIP") or slot.node,
-                "container_ip": pod_ip or "",
-                "device": devices,
-            }
-        )
-    table = {
-        "status": "completed" if complete else "initializing",
-        "version": "1.0",
-        "server_count": str(len(servers)),
-        "server_list": servers,
-    }
     name = _name(job)
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": rank_table_name(name),
-            "namespace": _namespace(job),
-            "labels": {JOB_LABEL: name},
-            "ownerReferences": [owner_reference(job)],
-        },
-        "data": {RANK_TABLE_KEY: json.dumps(table, indent=2)},
-    }
+    return rank_table_config_map(
+        job, [s.rank_table_slot() for s in slots], pods, owner_reference(job), {JOB_LABEL: name}
+    )
