@@ -15,6 +15,7 @@ from typing import Any
 from ..api.aitrainingjob import AITrainingJob
 from ..api.base import API_VERSION
 from ..inventory.models import VENDOR_BY_NAME
+from .security import secure_pod
 
 JOB_LABEL = "suanli.io/job"
 REPLICA_LABEL = "suanli.io/replica"
@@ -213,6 +214,7 @@ def build_pod(
         spec["serviceAccountName"] = tpl.service_account_name
     if tpl.node_selector:
         spec["nodeSelector"] = dict(tpl.node_selector)
+    secure_pod(spec, tpl)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
