@@ -363,11 +363,9 @@ def test_the_agent_changes_only_its_own_node(env: Env) -> None:
               "spec": {"nodeName": "node-a"}}
     custom.create_cluster_custom_object(GROUP, VERSION, "acceleratornodes", record)
     custom.patch_cluster_custom_object_status(GROUP, VERSION, "acceleratornodes", "node-a", {"status": {}})
-    _forbidden(custom.create_cluster_custom_object, GROUP, VERSION, "acceleratornodes",
-               {**record, "metadata": {"name": "node-b"}, "spec": {"nodeName": "node-b"}})
-    custom_admin = client.CustomObjectsApi(env.admin)
-    custom_admin.create_cluster_custom_object(GROUP, VERSION, "acceleratornodes",
-                                              {**record, "metadata": {"name": "node-b"}, "spec": {"nodeName": "node-b"}})
+    other = {**record, "metadata": {"name": "node-b"}, "spec": {"nodeName": "node-b"}}
+    _forbidden(custom.create_cluster_custom_object, GROUP, VERSION, "acceleratornodes", other)
+    client.CustomObjectsApi(env.admin).create_cluster_custom_object(GROUP, VERSION, "acceleratornodes", other)
     _forbidden(custom.patch_cluster_custom_object, GROUP, VERSION, "acceleratornodes", "node-b",
                {"metadata": {"labels": {"x": "y"}}})
     _forbidden(custom.patch_cluster_custom_object_status, GROUP, VERSION, "acceleratornodes", "node-b",
