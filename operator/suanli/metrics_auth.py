@@ -137,14 +137,14 @@ class MetricsServer:
         addr: str = "0.0.0.0",
         tls: tuple[str, str] | None = None,
     ) -> MetricsServer:
-        handler = _handler(registry, authorizer)
-        server = ThreadingHTTPServer((addr, port), handler)
-        server.daemon_threads = True
+        server = _Server((addr, port), _handler(registry, authorizer))
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(*tls)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            # The handshake happens on the connection's own thread (first read), so a client that never
+            # completes one cannot stall the accept loop.
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
         thread.start()
         return cls(server, thread)
@@ -153,6 +153,14 @@ class MetricsServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that drops the connection or fails the TLS handshake is no server error.
+        log.debug("metrics: connection from %s failed", client_address, exc_info=True)
 
 
 def _handler(registry: CollectorRegistry, authorizer: ScrapeAuthorizer) -> type[BaseHTTPRequestHandler]:

@@ -6,9 +6,13 @@ tests/integration/test_security.py.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -135,3 +139,25 @@ def test_http_serves_metrics_to_readers_only(server: MetricsServer) -> None:
         status, body = get(server, "/metrics", token)
         assert status == code and "team-a" not in body.replace("team-a:alice", ""), (token, body)
     assert get(server, "/", "prom-token")[0] == 404
+
+
+def test_https_when_given_a_certificate(reviews: FakeReviews, tmp_path: Path) -> None:
+    """Bearer tokens need not cross the pod network in the clear: `tls=(cert, key)` serves HTTPS."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=suanli-metrics", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    running = MetricsServer.start(CollectorRegistry(), authorizer(reviews, Clock()), 0, "127.0.0.1",
+                                  (str(cert), str(key)))
+    try:
+        stalled = socket.create_connection(("127.0.0.1", running.port))  # never starts its handshake
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        request = urllib.request.Request(f"https://127.0.0.1:{running.port}/metrics",
+                                         headers={"Authorization": "Bearer prom-token"})
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+            assert resp.status == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP is not answered
+            urllib.request.urlopen(f"http://127.0.0.1:{running.port}/metrics", timeout=5)
+        stalled.close()
+    finally:
+        running.stop()
