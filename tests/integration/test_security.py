@@ -207,6 +207,11 @@ def test_a_pod_author_keeps_todays_freedom(env: Env) -> None:
                 "env": ESCALATIONS["Secret through env"][0]["env"]}
     created = submit(env.bob, tenant_job("bob-host", **template))
     assert created["spec"]["template"]["volumes"][0]["hostPath"] == {"path": "/"}
+    # Nor can alice borrow bob's rights: changing the template of his job is judged against her.
+    with pytest.raises(ApiException) as caught:
+        client.CustomObjectsApi(env.alice).patch_namespaced_custom_object(
+            GROUP, VERSION, TEAM, PLURAL, "bob-host", {"spec": {"template": {"command": ["sh", "-c", "id"]}}})
+    assert caught.value.status == 403 and "hostPath" in caught.value.body
 
 
 def test_host_namespaces_cannot_even_be_written(env: Env) -> None:
