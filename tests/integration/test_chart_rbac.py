@@ -196,15 +196,16 @@ class PeeredOperator:
         except OSError:
             return False
 
-    def scrape(self, token: str) -> int:
-        """GET /metrics with a bearer token: the operator asks the API server who it is and whether it may."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                         headers={"Authorization": f"Bearer {token}"})
+    def scrape(self, token: str | None) -> tuple[int, str]:
+        """GET /metrics (with a bearer token): the operator asks the API server who it is and whether it may."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
-                return int(resp.status)
+                return int(resp.status), resp.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, exc.read().decode()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -233,7 +234,7 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
     try:
         wait_for(operator.healthy, 60, what="the operator's /healthz")
         # /metrics: a TokenReview and a SubjectAccessReview per (uncached) scraper; the admin may read it.
-        assert operator.scrape(audited.cluster.token) == 200
+        assert operator.scrape(audited.cluster.token)[0] == 200
         make_fleet(core, "a", ["huawei", "nvidia"], racks=1, nodes_per_rack=2)
         ns = "team-a"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))

@@ -16,10 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +31,15 @@ from kubernetes.client.rest import ApiException
 from .conftest import ROOT, devcluster, wait_for
 from .operator_harness import job_manifest, job_pods, make_fleet, phase
 from .test_chart import CHART, make_helm
-from .test_chart_rbac import AGENT_SA, NAMESPACE, OPERATOR_SA, RELEASE, Audited, service_account_kubeconfig
+from .test_chart_rbac import (
+    AGENT_SA,
+    NAMESPACE,
+    OPERATOR_SA,
+    RELEASE,
+    Audited,
+    PeeredOperator,
+    service_account_kubeconfig,
+)
 
 TEAM = "team-a"
 PROMETHEUS = ("monitoring", "prometheus")
@@ -58,7 +63,6 @@ class Env:
     alice: client.ApiClient
     bob: client.ApiClient
     operator_kubeconfig: Path
-    metrics_port: int
 
     def audited(self) -> Audited:
         return Audited(self.cluster, self.admin)
@@ -75,12 +79,6 @@ def _rbac(admin: client.ApiClient, namespace: str, name: str, rules: list[dict[s
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +105,7 @@ def env() -> Iterator[Env]:
         ready = Env(cluster, admin,
                     _client(service_account_kubeconfig(audited, "alice", TEAM)),
                     _client(service_account_kubeconfig(audited, "bob", TEAM)),
-                    service_account_kubeconfig(audited, OPERATOR_SA), _free_port())
+                    service_account_kubeconfig(audited, OPERATOR_SA))
         wait_for(lambda: _policies_in_force(ready), 30, what="the chart's admission policies to be in force")
         yield ready
     finally:
@@ -233,36 +231,18 @@ def test_a_tenant_cannot_smuggle_escalation_in_through_an_update(env: Env) -> No
 
 
 @pytest.fixture(scope="module")
-def operator(env: Env) -> Iterator[None]:
+def operator(env: Env) -> Iterator[PeeredOperator]:
     """`suanli run` with the chart's operator token and metrics on, and a fleet for it to place jobs on."""
-    log = env.cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [os.environ.get("PYTHON", "python3"), "-m", "suanli", "run", "--peering", "suanli", "--priority", "10",
-         "--liveness", f"http://127.0.0.1:{port}/healthz", "--metrics-port", str(env.metrics_port)],
-        env={**os.environ, "KUBECONFIG": str(env.operator_kubeconfig), "PYTHONPATH": str(ROOT / "operator"),
-             "SUANLI_RESYNC_SECONDS": "1", "POD_ID": "op-test", "POD_NAME": "op-test", "POD_NAMESPACE": NAMESPACE},
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"operator exited: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
+    running = PeeredOperator(env.operator_kubeconfig, env.cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
     try:
-        wait_for(healthy, 60, what="the operator's /healthz")
+        wait_for(running.healthy, 60, what="the operator's /healthz")
         make_fleet(client.CoreV1Api(env.admin), "sec", ["nvidia"], racks=1, nodes_per_rack=2)
-        yield
+        yield running
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(20)
+        running.stop()
 
 
-def test_a_tenants_safe_job_runs_restricted(env: Env, operator: None) -> None:
+def test_a_tenants_safe_job_runs_restricted(env: Env, operator: PeeredOperator) -> None:
     """What alice may do, she still can: Secret she may read, ConfigMap, scratch space, the `trainer` account.
     The pods land in a namespace enforcing Pod Security `restricted`, so the default securityContext is it."""
     client.CoreV1Api(env.admin).create_namespaced_config_map(TEAM, {"metadata": {"name": "hparams"},
@@ -395,29 +375,18 @@ def test_the_agent_changes_only_its_own_node(env: Env) -> None:
 # --- metrics ------------------------------------------------------------------------------------------
 
 
-def _scrape(port: int, token: str | None) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _token(env: Env, namespace: str, account: str) -> str:
     return str(yaml.safe_load(service_account_kubeconfig(env.audited(), account, namespace).read_text())
                ["users"][0]["user"]["token"])
 
 
-def test_only_authorised_scrapers_read_metrics(env: Env, operator: None) -> None:
-    wait_for(lambda: _scrape(env.metrics_port, None)[0] == 401, 30, what="the metrics endpoint")
-    status, body = _scrape(env.metrics_port, _token(env, *PROMETHEUS))
+def test_only_authorised_scrapers_read_metrics(env: Env, operator: PeeredOperator) -> None:
+    wait_for(lambda: operator.scrape(None)[0] == 401, 30, what="the metrics endpoint")
+    status, body = operator.scrape(_token(env, *PROMETHEUS))
     assert status == 200 and "# HELP suanli_" in body, body[:500]
-    status, body = _scrape(env.metrics_port, _token(env, TEAM, "alice"))
+    status, body = operator.scrape(_token(env, TEAM, "alice"))
     assert status == 403 and "suanli_" not in body
-    assert _scrape(env.metrics_port, "not-a-token")[0] == 401
+    assert operator.scrape("not-a-token")[0] == 401
 
 
 # --- Pod Security levels of the chart's own pods -------------------------------------------------------
