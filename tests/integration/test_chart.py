@@ -123,7 +123,7 @@ def test_default_render_has_the_expected_objects(helm: Helm) -> None:
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "DaemonSet", "PodDisruptionBudget", "Service",
-        *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
+        *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 4,
     ])
 
 
@@ -305,14 +305,16 @@ def test_dashboard_config_map_holds_the_dashboard(helm: Helm) -> None:
 
 # --- security: admission policies, metrics readers, network policies ----------------------------------
 
-POLICY_TEMPLATES = ("admission-jobs.yaml", "admission-priority.yaml", "admission-agent.yaml")
+POLICY_TEMPLATES = ("admission-jobs.yaml", "admission-references.yaml", "admission-priority.yaml",
+                    "admission-agent.yaml")
 POLICIES_DIR = ROOT / "deploy" / "policies"
 
 
 def test_admission_policies_fail_closed_and_are_enforced(helm: Helm) -> None:
     docs = render(helm)
     policies = {p["metadata"]["name"]: p for p in by_kind(docs, "ValidatingAdmissionPolicy")}
-    assert sorted(policies) == ["rel-suanli-agent-own-node", "rel-suanli-job-priority", "rel-suanli-job-template"]
+    assert sorted(policies) == ["rel-suanli-agent-own-node", "rel-suanli-job-priority", "rel-suanli-job-references",
+                                "rel-suanli-job-template"]
     assert all(p["spec"]["failurePolicy"] == "Fail" for p in policies.values())
     bindings = by_kind(docs, "ValidatingAdmissionPolicyBinding")
     assert sorted((b["spec"]["policyName"], tuple(b["spec"]["validationActions"])) for b in bindings) == [

@@ -45,12 +45,14 @@ TEAM = "team-a"
 PROMETHEUS = ("monitoring", "prometheus")
 GROUP, VERSION, PLURAL = "suanli.io", "v1alpha1", "aitrainingjobs"
 
+SHARED_SECRETS = [f"shared-{i}" for i in range(8)]  # readable by name, to fill every Secret slot of the policy
+
 # What a platform team gives a data scientist: jobs, one Secret, the namespace's ConfigMaps and claims, and
 # the right to run jobs as the `trainer` ServiceAccount; not pods.
 DATA_SCIENTIST_RULES = [
     {"apiGroups": ["suanli.io"], "resources": ["aitrainingjobs"],
      "verbs": ["create", "get", "list", "watch", "update", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["wandb-key"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["wandb-key", *SHARED_SECRETS], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["configmaps", "persistentvolumeclaims"], "verbs": ["get", "list"]},
     {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["trainer"], "verbs": ["use"]},
 ]
@@ -209,7 +211,32 @@ def test_a_pod_author_keeps_todays_freedom(env: Env) -> None:
     with pytest.raises(ApiException) as caught:
         client.CustomObjectsApi(env.alice).patch_namespaced_custom_object(
             GROUP, VERSION, TEAM, PLURAL, "bob-host", {"spec": {"template": {"command": ["sh", "-c", "id"]}}})
-    assert caught.value.status == 403 and "hostPath" in caught.value.body
+    # (whichever policy answers first: the hostPath, or the Secret she may not read)
+    assert caught.value.status == 403 and "team-a:alice lacks" in caught.value.body, caught.value.body
+
+
+def test_the_largest_template_is_judged_within_the_cel_budget(env: Env) -> None:
+    """The API server allows about 28 authorization checks per policy: every env var and volume the CRD allows,
+    naming as many different objects as the policy checks one by one, is still decided (not refused for
+    exceeding the CEL cost limit); one object more is refused with the fix named, and one bad name is found."""
+    names = ["wandb-key", *SHARED_SECRETS[:7]]  # 8 distinct Secrets, each referenced many times
+    env_vars = [{"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": names[i % 8], "key": "k"}}}
+                for i in range(128)]
+    volumes = [{"name": f"s{i}", "secret": {"secretName": names[(i * 3) % 8]}} for i in range(32)]
+    volumes += [{"name": f"c{i}", "configMap": {"name": f"cm-{i}"}} for i in range(28)]
+    volumes += [{"name": f"p{i}", "persistentVolumeClaim": {"claimName": f"data-{i}"}} for i in range(4)]
+    submit(env.alice, tenant_job("largest", env=env_vars, volumes=volumes))
+    ninth = {"name": "NINTH", "valueFrom": {"secretKeyRef": {"name": SHARED_SECRETS[7], "key": "k"}}}
+    message = refusal(env.alice, tenant_job("largest-ninth", env=[*env_vars[:-1], ninth], volumes=volumes))
+    assert "more than 8 different Secrets" in message and "get secrets" in message, message
+    unreadable = {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "pw"}}}
+    message = refusal(env.alice, tenant_job("largest-bad", env=[*env_vars[:-1], unreadable], volumes=volumes))
+    assert "more than 8 different Secrets" in message, message  # 9 names again: refused before any is read
+    seven = [e for e in env_vars if e["valueFrom"]["secretKeyRef"]["name"] != names[-1]]
+    message = refusal(env.alice, tenant_job("largest-bad", env=[*seven, unreadable],
+                                            volumes=[v for v in volumes if v.get("secret", {}).get("secretName")
+                                                     != names[-1]]))
+    assert "spec.template.env[PW].valueFrom.secretKeyRef: reading Secret db-password" in message, message
 
 
 def test_host_namespaces_cannot_even_be_written(env: Env) -> None:
@@ -273,6 +300,11 @@ def test_priority_is_capped_by_the_namespace_ceiling_admins_set(env: Env) -> Non
     submit(env.alice, job_manifest("humble", ["nvidia"], replicas=1, priority=-5))
     core = client.CoreV1Api(env.admin)
     core.patch_namespace(TEAM, {"metadata": {"annotations": {"suanli.io/max-priority": "100"}}})
+    jobs = client.CustomObjectsApi(env.alice)
+    # Admission reads the namespace from an informer: wait until it has seen the annotation.
+    wait_for(lambda: not _refused(jobs.create_namespaced_custom_object, GROUP, VERSION, TEAM, PLURAL,
+                                  job_manifest("probe", ["nvidia"], replicas=1, priority=100)), 10,
+             what="the new ceiling to reach admission")
     try:
         submit(env.alice, job_manifest("urgent", ["nvidia"], replicas=1, priority=100))
         assert "ceiling 100" in refusal(env.alice, job_manifest("too-urgent", ["nvidia"], replicas=1, priority=101))
@@ -289,6 +321,9 @@ def test_priority_is_capped_by_the_namespace_ceiling_admins_set(env: Env) -> Non
                 "suanli.io/max-priority": "1000"}}})
         assert caught.value.status == 403
         core.patch_namespace(TEAM, {"metadata": {"annotations": {"suanli.io/max-priority": "lots"}}})
+        wait_for(lambda: _refused(jobs.create_namespaced_custom_object, GROUP, VERSION, TEAM, PLURAL,
+                                  job_manifest("probe", ["nvidia"], replicas=1, priority=1)), 10,
+                 what="the broken annotation to reach admission")
         message = refusal(env.alice, job_manifest("odd", ["nvidia"], replicas=1, priority=1))
         assert "suanli.io/max-priority: lots is not an integer" in message
     finally:
