@@ -177,6 +177,10 @@ ESCALATIONS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "projected Secret": ({"volumes": [{"name": "pw", "projected": {"sources": [
                              {"secret": {"name": "db-password"}}]}}]},
                          ["spec.template.volumes[pw].projected", "get secrets"]),
+    "ephemeral volumes": ({"volumes": [{"name": f"e{i}", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                               "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}
+                           for i in range(64)]},
+                          ["spec.template.volumes[e0].ephemeral", "create persistentvolumeclaims"]),
     "network volume": ({"volumes": [{"name": "nfs", "nfs": {"server": "10.0.0.1", "path": "/"}}]},
                        ["spec.template.volumes[nfs]", "volume type", "create pods"]),
     "privileged": ({"securityContext": {"privileged": True}},
