@@ -2,7 +2,8 @@
 
 Counters and histograms are fed by the engine as things happen; gauges of current state (jobs by phase,
 free and allocated accelerators, node health) are computed at scrape time from the engine's view by a
-collector, so they can never drift from what the scheduler itself believes.
+collector, so they can never drift from what the scheduler itself believes. `Metrics.serve` exposes them to
+authorised scrapers only (`metrics_auth`: TokenReview + SubjectAccessReview, as controller-runtime does).
 """
 
 from __future__ import annotations
