@@ -34,11 +34,30 @@ test-unit: setup
 test-integration: setup tools
 	$(PYTHON) -m pytest -q -m integration --timeout=600
 
-lint: setup tools
+# checkov and its dependencies, pinned by hack/checkov/requirements.txt, in a venv of their own (its
+# dependency tree must not touch the project's) under ~/.cache/suanli, keyed by that file: installed once,
+# offline afterwards.
+CHECKOV_ENV := $(or $(SUANLI_CACHE),$(HOME)/.cache/suanli)/checkov-$(shell sha256sum hack/checkov/requirements.txt | cut -c1-12)
+CHECKOV     := $(CHECKOV_ENV)/bin/checkov
+
+## lint: ruff, mypy, hadolint, helm lint, and checkov (an independent manifest scanner) on the rendered chart
+lint: setup tools $(CHECKOV)
 	$(PYTHON) -m ruff check operator tests bench hack
 	$(PYTHON) -m mypy
 	hadolint Dockerfile
 	"$$(hack/build-tools helm)/helm" lint --strict helm/suanli
+	@mkdir -p $(CACHE)
+	"$$(hack/build-tools helm)/helm" template suanli helm/suanli -n suanli-system \
+		--set metrics.serviceMonitor.enabled=true --set grafana.dashboard.enabled=true \
+		--set networkPolicy.enabled=true > $(CACHE)/chart-rendered.yaml
+	$(CHECKOV) --config-file hack/checkov/config.yaml -f $(CACHE)/chart-rendered.yaml
+	$(CHECKOV) --config-file hack/checkov/config.yaml -d deploy/policies
+
+$(CHECKOV): hack/checkov/requirements.txt
+	rm -rf $(CHECKOV_ENV) && $(PYTHON) -m venv $(CHECKOV_ENV)
+	$(CHECKOV_ENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r $<
+	$(CHECKOV_ENV)/bin/pip check --disable-pip-version-check
+	@touch $@
 
 ## crds: regenerate crds/ from the pydantic models (a test fails when they drift)
 crds: setup

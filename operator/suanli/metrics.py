@@ -3,7 +3,8 @@
 Counters and histograms are fed by the engine as things happen; gauges of current state (jobs by phase,
 free and allocated accelerators, node health) are computed at scrape time by a collector from the last
 scheduling cycle's snapshot — what the scheduler itself believed — so a scrape never waits for, or holds
-up, a scheduling cycle.
+up, a scheduling cycle. `Metrics.serve` exposes them to authorised scrapers only (`metrics_auth`:
+TokenReview + SubjectAccessReview, as controller-runtime does).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from kubernetes.client import ApiClient
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .inventory import Inventory
+from .metrics_auth import MetricsServer, ScrapeAuthorizer
 
 
 class Metrics:
@@ -87,8 +90,20 @@ class Metrics:
         if accelerator_seconds > 0:
             self.accelerator_seconds.labels(namespace, vendor, model).inc(accelerator_seconds)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(
+        self,
+        port: int,
+        addr: str = "0.0.0.0",
+        *,
+        api: ApiClient | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> MetricsServer:
+        """Serve /metrics on a daemon thread, to authorised scrapers only (see `ScrapeAuthorizer`).
+
+        `api` asks the API server about each scrape's token; None means a client on the default
+        configuration (what the operator loaded at start-up). `tls` is (certfile, keyfile) to serve HTTPS.
+        """
+        return MetricsServer.start(self.registry, ScrapeAuthorizer(api or ApiClient()), port, addr, tls)
 
 
 class StateView(Protocol):

@@ -8,6 +8,7 @@ The RBAC audit (does the operator use exactly what it is granted?) is tests/inte
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,11 @@ COMBINATIONS: dict[str, list[str]] = {
     "air-gapped": ["--set", "image.repository=registry.internal:5000/suanli/suanli",
                    "--set", f"image.digest=sha256:{'ab' * 32}", "--set", "image.pullPolicy=Never"],
     "no-agent-no-service": ["--set", "agent.enabled=false", "--set", "metrics.service.enabled=false"],
+    "hardened": ["--set", "networkPolicy.enabled=true", "--set-json",
+                 'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"mon"}}}]',
+                 "--set-json", 'metrics.readers=[{"kind":"ServiceAccount","name":"prometheus","namespace":"mon"},'
+                 '{"kind":"Group","name":"sre"}]', "--set", "priority.defaultCeiling=-10"],
+    "no-admission": ["--set", "admission.enabled=false"],
     "custom-agent": ["--set-json", 'agent.vendorLibraries=[{"hostPath":"/opt/nvidia","libDirs":["lib64"]}]',
                      "--set-json", 'agent.acceleratorNodeLabels=["example.com/gpu"]',
                      "--set-json", 'agent.tolerations=[{"key":"nvidia.com/gpu","operator":"Exists"}]'],
@@ -70,8 +76,8 @@ def chart_crds(kubectl: Kubectl) -> None:
             "crd/clusterkopfpeerings.kopf.dev", "crd/aitrainingjobs.suanli.io", "crd/acceleratornodes.suanli.io")
 
 
-def render(helm: Helm, *args: str, namespace: str = "suanli-system") -> Docs:
-    out = helm("template", "rel", str(CHART), "--namespace", namespace, *args).stdout
+def render(helm: Helm, *args: str, namespace: str = "suanli-system", release: str = "rel") -> Docs:
+    out = helm("template", release, str(CHART), "--namespace", namespace, *args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -112,11 +118,12 @@ def test_rendered_manifests_pass_the_api_servers_validation(
 
 
 def test_default_render_has_the_expected_objects(helm: Helm) -> None:
-    kinds = sorted(d["kind"] for d in render(helm))
+    # ClusterKopfPeering is left out of the comparison: it is leaving the chart with kopf's peering (issue 10).
+    kinds = sorted(d["kind"] for d in render(helm) if d["kind"] != "ClusterKopfPeering")
     assert kinds == sorted([
-        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "DaemonSet", "PodDisruptionBudget", "Service",
-        "ClusterKopfPeering",
+        *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 4,
     ])
 
 
@@ -137,7 +144,9 @@ def test_a_too_old_cluster_is_refused_by_name(helm: Helm) -> None:
 
 def test_wrongly_typed_values_fail(helm: Helm) -> None:
     for bad in (["--set", "operator.replicas=two"], ["--set", "image.digest=latest"],
-                ["--set", "image.pullPolicy=Sometimes"], ["--set", "metrics.port=70000"]):
+                ["--set", "image.pullPolicy=Sometimes"], ["--set", "metrics.port=70000"],
+                ["--set", "priority.defaultCeiling=5000"], ["--set", "admission.failurePolicy=Sometimes"],
+                ["--set-json", 'metrics.readers=[{"kind":"Robot","name":"r2"}]']):
         proc = helm("template", "rel", str(CHART), *bad, check=False)
         assert proc.returncode != 0, bad
         assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
@@ -255,7 +264,8 @@ def test_rbac_is_exact_and_every_rule_is_explained(helm: Helm) -> None:
     docs = render(helm, "--set", "operator.peering.name=train")
     for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
         for rule in role["rules"]:
-            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
+            assert not {"*"} & {*rule["verbs"], *rule.get("resources", []), *rule.get("apiGroups", []),
+                                *rule.get("nonResourceURLs", [])}, rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
     # The Lease rule names the one Lease the engine renews: `<peering name>-engine`.
     (named,) = [r for r in one(docs, "Role")["rules"] if r.get("resourceNames")]
@@ -275,8 +285,10 @@ def test_service_monitor_scrapes_the_metrics_service(helm: Helm) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kps"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["suanli-system"]}
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s",
-                                             "scrapeTimeout": "10s"}]
+    # The operator authenticates every scrape: Prometheus sends its own ServiceAccount token.
+    assert monitor["spec"]["endpoints"] == [{
+        "port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s",
+        "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
     proc = helm("template", "rel", str(CHART), "--set",
@@ -289,6 +301,98 @@ def test_dashboard_config_map_holds_the_dashboard(helm: Helm) -> None:
     cm = one(render(helm, "--set", "grafana.dashboard.enabled=true"), "ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["suanli.json"]) == json.loads((CHART / "dashboards" / "suanli.json").read_text())
+
+
+# --- security: admission policies, metrics readers, network policies ----------------------------------
+
+POLICY_TEMPLATES = ("admission-jobs.yaml", "admission-references.yaml", "admission-priority.yaml",
+                    "admission-agent.yaml")
+POLICIES_DIR = ROOT / "deploy" / "policies"
+
+
+def test_admission_policies_fail_closed_and_are_enforced(helm: Helm) -> None:
+    docs = render(helm)
+    policies = {p["metadata"]["name"]: p for p in by_kind(docs, "ValidatingAdmissionPolicy")}
+    assert sorted(policies) == ["rel-suanli-agent-own-node", "rel-suanli-job-priority", "rel-suanli-job-references",
+                                "rel-suanli-job-template"]
+    assert all(p["spec"]["failurePolicy"] == "Fail" for p in policies.values())
+    bindings = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert sorted((b["spec"]["policyName"], tuple(b["spec"]["validationActions"])) for b in bindings) == [
+        (name, ("Deny",)) for name in sorted(policies)]
+    # The agent's policy matches exactly the chart's agent ServiceAccount, whatever the release is called.
+    (condition,) = policies["rel-suanli-agent-own-node"]["spec"]["matchConditions"]
+    assert "'system:serviceaccount:suanli-system:rel-suanli-agent'" in condition["expression"]
+    assert not by_kind(render(helm, "--set", "admission.enabled=false"), "ValidatingAdmissionPolicy")
+    no_agent = render(helm, "--set", "agent.enabled=false")
+    assert "rel-suanli-agent-own-node" not in {p["metadata"]["name"] for p in by_kind(no_agent,
+                                                                                       "ValidatingAdmissionPolicy")}
+    # The default ceiling is rendered into the priority policy as a number.
+    (ceiling,) = [v for v in policies["rel-suanli-job-priority"]["spec"]["variables"] if v["name"] == "ceiling"]
+    assert ceiling["expression"].rstrip().endswith(": 0")
+    lowered = render(helm, "--set", "priority.defaultCeiling=-10")
+    (ceiling,) = [v for p in by_kind(lowered, "ValidatingAdmissionPolicy") for v in p["spec"].get("variables", [])
+                  if v["name"] == "ceiling"]
+    assert ceiling["expression"].rstrip().endswith(": -10")
+
+
+def test_metrics_readers_are_bound_to_get_metrics_only(helm: Helm) -> None:
+    docs = render(helm)
+    (reader,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader")]
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert not [b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-metrics-reader")]
+    docs = render(helm, *COMBINATIONS["hardened"])
+    (binding,) = [b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"].endswith("-metrics-reader")]
+    assert binding["roleRef"]["name"] == reader["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "mon"},
+                                   {"kind": "Group", "name": "sre", "apiGroup": "rbac.authorization.k8s.io"}]
+
+
+def test_network_policies_are_opt_in_and_narrow(helm: Helm) -> None:
+    assert not by_kind(render(helm), "NetworkPolicy")
+    docs = render(helm, *COMBINATIONS["hardened"])
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in by_kind(docs, "NetworkPolicy")}
+    operator, agent = policies["operator"]["spec"], policies["agent"]["spec"]
+    assert operator["podSelector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert operator["ingress"] == [
+        {"ports": [{"port": "health", "protocol": "TCP"}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}],
+         "ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    assert agent["podSelector"]["matchLabels"] == one(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    assert agent["policyTypes"] == ["Ingress"] and "ingress" not in agent, "the agent serves nothing"
+    # Without metricsFrom nobody in the cluster reaches /metrics (an empty `from` would mean everyone).
+    alone = render(helm, "--set", "networkPolicy.enabled=true")
+    (operator_only,) = [p for p in by_kind(alone, "NetworkPolicy")
+                        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    assert operator_only["spec"]["ingress"] == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+
+
+def render_policies(helm: Helm) -> dict[str, str]:
+    """deploy/policies/ as it must read: the chart's policies for release `suanli` in `suanli-system`,
+    without Helm's bookkeeping labels (kubectl users do not manage them with Helm)."""
+    out: dict[str, str] = {}
+    for template in POLICY_TEMPLATES:
+        docs = render(helm, "--show-only", f"templates/{template}", namespace="suanli-system", release="suanli")
+        for doc in docs:
+            labels = doc["metadata"]["labels"]
+            for helm_only in ("helm.sh/chart", "app.kubernetes.io/managed-by"):
+                labels.pop(helm_only)
+        header = (f"# Generated from helm/suanli/templates/{template} (release suanli, namespace suanli-system).\n"
+                  "# DO NOT EDIT: change the template, then SUANLI_WRITE_POLICIES=1 pytest "
+                  "tests/integration/test_chart.py -k deploy_policies\n")
+        out[template] = header + yaml.safe_dump_all(docs, sort_keys=False, width=120)
+    return out
+
+
+def test_deploy_policies_match_the_chart(helm: Helm) -> None:
+    wanted = render_policies(helm)
+    if os.environ.get("SUANLI_WRITE_POLICIES"):
+        POLICIES_DIR.mkdir(parents=True, exist_ok=True)
+        for name, text in wanted.items():
+            (POLICIES_DIR / name).write_text(text)
+    found = {p.name: p.read_text() for p in POLICIES_DIR.glob("*.yaml")}
+    stale = sorted(n for n in wanted.keys() | found.keys() if wanted.get(n) != found.get(n))
+    assert not stale, (f"deploy/policies/ differs from the chart ({', '.join(stale)}): run "
+                       "SUANLI_WRITE_POLICIES=1 pytest tests/integration/test_chart.py -k deploy_policies")
 
 
 # --- install ----------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ installed into it, and the operator run as a local process with the chart's Serv
 the RBAC-enforcing API server judges every call). It runs jobs end to end: a Huawei gang that succeeds
 (Service, rank-table ConfigMap created, read and patched, pods created and bound, status patched,
 Events) and is deleted by its TTL, and an NVIDIA gang that fails with no restarts left (its pods
-deleted), and renews its leader Lease. Then the audit log is compared with the ClusterRole:
+deleted), renews its leader Lease and answers a /metrics scrape (a TokenReview and a SubjectAccessReview). The
+agent runs with a token bound to a pod on its node, as its DaemonSet gets it (the chart's admission policy
+refuses other tokens). Then the audit log is compared with the ClusterRole:
 - nothing was denied (a 403 is a missing rule), and
 - every granted (apiGroup, resource, verb) was used, except the EXEMPT ones, each with its reason.
 """
@@ -21,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -75,14 +78,21 @@ def audited() -> Iterator[Audited]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def service_account_kubeconfig(audited: Audited, account: str) -> Path:
-    """A kubeconfig that authenticates as the ServiceAccount, with a short-lived TokenRequest token."""
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
-                                                                                  expiration_seconds=3600))
+def service_account_kubeconfig(audited: Audited, account: str, namespace: str = NAMESPACE,
+                               pod: client.V1Pod | None = None) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount, with a short-lived TokenRequest token.
+
+    With `pod`, the token is bound to that pod as the kubelet's are: the API server then adds the pod's node
+    to the token's user info (authentication.kubernetes.io/node-name), which the agent's admission policy reads.
+    """
+    bound = None if pod is None else client.V1BoundObjectReference(
+        kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid)
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+        audiences=[], expiration_seconds=3600, bound_object_ref=bound))
     token = client.CoreV1Api(audited.admin).create_namespaced_service_account_token(
-        account, NAMESPACE, request).status.token
+        account, namespace, request).status.token
     ca = (audited.cluster.dir / "pki" / "ca.crt").read_bytes()
-    path = audited.cluster.dir / f"kubeconfig-{account}"
+    path = audited.cluster.dir / f"kubeconfig-{namespace}-{account}-{pod.metadata.name if pod else 'unbound'}"
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "sa",
         "clusters": [{"name": "c", "cluster": {"server": audited.cluster.server,
@@ -155,13 +165,17 @@ def assert_least_privilege(audited: Audited, account: str) -> None:
     assert not exempt_but_used, f"now exercised, drop from EXEMPT: {sorted(exempt_but_used)}"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class PeeredOperator:
     """`suanli run` with the chart's peering, as its container would run it (priority fixed here)."""
 
     def __init__(self, kubeconfig: Path, log: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port, self.metrics_port = _free_port(), _free_port()
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT / "operator"),
                "SUANLI_RESYNC_SECONDS": "1",
                # As the chart's downward API sets them: peering identity, Lease holder and namespace.
@@ -169,7 +183,7 @@ class PeeredOperator:
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "suanli", "run", "--peering", PEERING, "--priority", "10",
-             "--liveness", f"http://127.0.0.1:{self.port}/healthz", "--metrics-port", "0"],
+             "--liveness", f"http://127.0.0.1:{self.port}/healthz", "--metrics-port", str(self.metrics_port)],
             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -181,6 +195,17 @@ class PeeredOperator:
                 return bool(resp.status == 200)
         except OSError:
             return False
+
+    def scrape(self, token: str | None) -> tuple[int, str]:
+        """GET /metrics (with a bearer token): the operator asks the API server who it is and whether it may."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -208,6 +233,8 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
     stuck: AssertionError | None = None
     try:
         wait_for(operator.healthy, 60, what="the operator's /healthz")
+        # /metrics: a TokenReview and a SubjectAccessReview per (uncached) scraper; the admin may read it.
+        assert operator.scrape(audited.cluster.token)[0] == 200
         make_fleet(core, "a", ["huawei", "nvidia"], racks=1, nodes_per_rack=2)
         ns = "team-a"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
@@ -244,13 +271,19 @@ def test_agent_uses_exactly_the_permissions_the_chart_grants(audited: Audited) -
     from tests.unit.test_agent_support import fake_vendor_libs, fixture_bdfs, kernels_library
 
     node = "agent-h100"
-    client.CoreV1Api(audited.admin).create_node({
+    core = client.CoreV1Api(audited.admin)
+    core.create_node({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake"},
                      "labels": {"feature.node.kubernetes.io/pci-10de.present": "true"}},
     })
+    # The agent's token as its DaemonSet pod gets it: bound to a pod on the node, so the chart's admission
+    # policy lets it change that node (and only that one).
+    pod = core.create_namespaced_pod(NAMESPACE, {
+        "metadata": {"name": f"{AGENT_SA}-{node}"},
+        "spec": {"serviceAccountName": AGENT_SA, "nodeName": node, "containers": [{"name": "agent", "image": "x"}]}})
     libs, bdfs = fake_vendor_libs(), fixture_bdfs("h100-8", "0x10de")
-    base = {**os.environ, "KUBECONFIG": str(service_account_kubeconfig(audited, AGENT_SA)),
+    base = {**os.environ, "KUBECONFIG": str(service_account_kubeconfig(audited, AGENT_SA, pod=pod)),
             "PYTHONPATH": str(ROOT / "operator"), "SUANLI_KERNELS_LIB": str(kernels_library()),
             "SUANLI_FAKE_BDFS": ",".join(bdfs)}
     for lib_dir, extra in ((libs["empty"], {}), (libs["healthy"], {}),

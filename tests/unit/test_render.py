@@ -92,3 +92,10 @@ def test_service_is_headless_and_publishes_unready_ranks() -> None:
 def test_spec_hash_ignores_scheduling_only_fields() -> None:
     assert spec_hash(job()) == spec_hash(job(priority=100, queue="team-a", ttlSecondsAfterFinished=60))
     assert spec_hash(job()) != spec_hash(job(replicas=5))
+
+
+def test_spec_hash_is_blind_to_fields_left_at_their_defaults() -> None:
+    """A release that adds an optional field must not make every running gang look changed."""
+    template = job().spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    assert spec_hash(job()) == spec_hash(job(template={**template, "securityContext": None}, failurePolicy={}))
+    assert spec_hash(job()) != spec_hash(job(template={**template, "securityContext": {"runAsUser": 1000}}))

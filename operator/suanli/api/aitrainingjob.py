@@ -270,6 +270,10 @@ class Toleration(ApiModel):
     """For NoExecute: how long the pod stays bound after the taint appears."""
 
 
+# Passed to the pod as given (the Pod API validates it); what a user may set is the admission policy's call.
+SecurityContextDict = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-map-type": "atomic"})]
+
+
 class ReplicaTemplate(ApiModel):
     """The container every replica runs; the image comes from the chosen candidate."""
 
@@ -314,7 +318,15 @@ class ReplicaTemplate(ApiModel):
     )
     """Annotations added to every replica pod."""
     service_account_name: DnsLabel | None = None
-    """Service account of the replica pods."""
+    """Service account of the replica pods. Without the right to create pods in the namespace, only
+    ``default`` or an account you may ``use`` (docs/security.md)."""
+    security_context: SecurityContextDict | None = None
+    """The trainer container's securityContext; each key set here replaces the same key of Suanli's
+    restricted default (allowPrivilegeEscalation: false, capabilities: {drop: [ALL]})."""
+    pod_security_context: SecurityContextDict | None = None
+    """The pods' securityContext; each key set here replaces the same key of Suanli's restricted default
+    (runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}). Images that run as root need
+    runAsNonRoot: false."""
 
     @rule(
         "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
@@ -419,7 +431,8 @@ class AITrainingJobSpec(ApiModel):
     yet: every job waits in one queue, ordered by priority, then age."""
     priority: Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0
     """Order in the queue, higher first (-1000..1000); a job that cannot fit may preempt running gangs
-    of strictly lower priority."""
+    of strictly lower priority. At most the namespace's ceiling, which cluster admins set (annotation
+    suanli.io/max-priority, chart default 0; docs/security.md)."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     """Delete the job this many seconds after it succeeds or fails; omit to keep it."""
     rendezvous_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_RENDEZVOUS_PORT

@@ -46,7 +46,7 @@ def configure(
     controller.start_feeds()
     controller.start()
     if ours.metrics_port:
-        controller.metrics.serve(ours.metrics_port)
+        controller.metrics.serve(ours.metrics_port, api=api)  # TokenReview + SubjectAccessReview per scraper
     memo.controller = controller
     logger.info("suanli engine started with %d accelerator nodes", len(controller.inventory))
 

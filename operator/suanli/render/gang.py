@@ -33,6 +33,7 @@ from .ranktable import (
     rank_table_volumes,
 )
 from .ranktable import rank_table_name as rank_table_name  # the engine imports it from here
+from .security import secure_pod
 
 JOB_LABEL = "suanli.io/job"
 REPLICA_LABEL = "suanli.io/replica"
@@ -95,8 +96,12 @@ def pod_name(job_name: str, generation: int, replica: int) -> str:
 
 
 def spec_hash(job: AITrainingJob) -> str:
-    """A digest of everything in the spec that shapes the pods; a running gang records the one it got."""
-    wire = job.spec.model_dump(mode="json", by_alias=True, exclude={"ttl_seconds_after_finished", "priority", "queue"})
+    """A digest of everything in the spec that shapes the pods; a running gang records the one it got.
+
+    Fields left at their defaults are not part of it, so a release that adds a field does not make every
+    running gang look changed."""
+    wire = job.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True,
+                               exclude={"ttl_seconds_after_finished", "priority", "queue"})
     return hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,6 +214,7 @@ def build_pod(
         spec["serviceAccountName"] = tpl.service_account_name
     if tpl.node_selector:
         spec["nodeSelector"] = dict(tpl.node_selector)
+    secure_pod(spec, tpl)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
