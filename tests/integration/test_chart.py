@@ -31,7 +31,7 @@ COMBINATIONS: dict[str, list[str]] = {
     "everything-on": ["--set", "grafana.dashboard.enabled=true", "--set", "metrics.serviceMonitor.enabled=true",
                       "--set", "imagePullSecrets[0].name=regcred", "--set", "commonLabels.team=ml-platform"],
     "single-replica": ["--set", "operator.replicas=1", "--set", "operator.podDisruptionBudget.enabled=false",
-                       "--set", "operator.peering.priority=100"],
+                       "--set", "operator.leaderElection.name=solo"],
     "air-gapped": ["--set", "image.repository=registry.internal:5000/suanli/suanli",
                    "--set", f"image.digest=sha256:{'ab' * 32}", "--set", "image.pullPolicy=Never"],
     "no-agent-no-service": ["--set", "agent.enabled=false", "--set", "metrics.service.enabled=false"],
@@ -70,10 +70,10 @@ def helm(helm_bin: Path) -> Helm:
 
 @pytest.fixture(scope="module")
 def chart_crds(kubectl: Kubectl) -> None:
-    """The chart's crds/ (ours and kopf's), applied and established, so custom objects can be validated."""
+    """The chart's crds/, applied and established, so custom objects can be validated."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            "crd/clusterkopfpeerings.kopf.dev", "crd/aitrainingjobs.suanli.io", "crd/acceleratornodes.suanli.io")
+            "crd/aitrainingjobs.suanli.io", "crd/acceleratornodes.suanli.io")
 
 
 def render(helm: Helm, *args: str, namespace: str = "suanli-system", release: str = "rel") -> Docs:
@@ -118,8 +118,7 @@ def test_rendered_manifests_pass_the_api_servers_validation(
 
 
 def test_default_render_has_the_expected_objects(helm: Helm) -> None:
-    # ClusterKopfPeering is left out of the comparison: it is leaving the chart with kopf's peering (issue 10).
-    kinds = sorted(d["kind"] for d in render(helm) if d["kind"] != "ClusterKopfPeering")
+    kinds = sorted(d["kind"] for d in render(helm))
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "DaemonSet", "PodDisruptionBudget", "Service",
@@ -181,29 +180,26 @@ def test_operator_runs_restricted(helm: Helm) -> None:
     assert all("hostPath" not in v for v in spec["volumes"])
 
 
-def test_operator_peers_with_a_random_priority_per_pod(helm: Helm) -> None:
+def test_operator_runs_for_the_charts_lease(helm: Helm) -> None:
     (container,) = pod_spec(render(helm), "Deployment")["containers"]
     assert "command" not in container, "the image's entrypoint is suanli"
     args = container["args"]
-    assert args[0] == "run" and "--peering=suanli" in args and "--priority=random" in args
+    assert args[0] == "run" and "--leader-election=suanli" in args
     assert "--liveness=http://0.0.0.0:8080/healthz" in args and "--metrics-port=9090" in args
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
-    assert env == {"POD_ID": "metadata.name", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
-    # What the pod's argument means to the operator: a fresh priority in kopf's range on every start.
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     from suanli.cli import build_parser
 
-    drawn = {build_parser().parse_args(args).priority for _ in range(20)}
-    assert all(1 <= p <= 65536 for p in drawn) and len(drawn) > 1
+    assert build_parser().parse_args(args).leader_election == "suanli", "what the argument means to the operator"
 
 
-def test_a_fixed_priority_runs_suanli_directly(helm: Helm) -> None:
-    docs = render(helm, "--set", "operator.peering.priority=7", "--set", "operator.peering.name=alt",
-                  "--set-json", 'operator.extraArgs=["--verbose"]')
+def test_a_renamed_election_runs_suanli_directly(helm: Helm) -> None:
+    docs = render(helm, "--set", "operator.leaderElection.name=alt", "--set-json", 'operator.extraArgs=["--verbose"]')
     (container,) = pod_spec(docs, "Deployment")["containers"]
     assert "command" not in container  # the image's ENTRYPOINT, suanli
-    assert container["args"] == ["run", "--peering=alt", "--priority=7", "--liveness=http://0.0.0.0:8080/healthz",
+    assert container["args"] == ["run", "--leader-election=alt", "--liveness=http://0.0.0.0:8080/healthz",
                                  "--metrics-port=9090", "--verbose"]
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "alt"
+    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"], "no kopf peering left"
 
 
 def test_image_tag_digest_and_pull_secrets(helm: Helm) -> None:
@@ -261,13 +257,13 @@ def test_agent_runs_only_on_accelerator_nodes(helm: Helm) -> None:
 
 
 def test_rbac_is_exact_and_every_rule_is_explained(helm: Helm) -> None:
-    docs = render(helm, "--set", "operator.peering.name=train")
+    docs = render(helm, "--set", "operator.leaderElection.name=train")
     for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
         for rule in role["rules"]:
             assert not {"*"} & {*rule["verbs"], *rule.get("resources", []), *rule.get("apiGroups", []),
                                 *rule.get("nonResourceURLs", [])}, rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
-    # The Lease rule names the one Lease the engine renews: `<peering name>-engine`.
+    # The Lease rule names the one Lease the engine renews: `<leaderElection.name>-engine`.
     (named,) = [r for r in one(docs, "Role")["rules"] if r.get("resourceNames")]
     assert named["resourceNames"] == ["train-engine"] and named["verbs"] == ["get", "update"]
     for template in ("operator-rbac.yaml", "agent-rbac.yaml"):
@@ -401,11 +397,11 @@ def test_deploy_policies_match_the_chart(helm: Helm) -> None:
 @pytest.fixture
 def installed(helm_bin: Path, cluster: Any, chart_crds: None, namespace: str) -> Iterator[tuple[str, str, Helm]]:
     helm = make_helm(helm_bin, cluster.kubeconfig)
-    release, peering = f"s{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
-    helm("install", release, str(CHART), "--namespace", namespace, "--set", f"operator.peering.name={peering}",
+    release, election = f"s{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
+    helm("install", release, str(CHART), "--namespace", namespace, "--set", f"operator.leaderElection.name={election}",
          "--set", "grafana.dashboard.enabled=true")
     try:
-        yield release, peering, helm
+        yield release, election, helm
     finally:
         # Already gone when the test uninstalled it itself.
         helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s", check=False)
@@ -413,7 +409,7 @@ def installed(helm_bin: Path, cluster: Any, chart_crds: None, namespace: str) ->
 
 def test_chart_installs_and_uninstalls(api_client: client.ApiClient, kubectl: Kubectl, namespace: str,
                                        installed: tuple[str, str, Helm]) -> None:
-    release, peering, helm = installed
+    release, election, helm = installed
     status = json.loads(helm("status", release, "--namespace", namespace, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
@@ -431,7 +427,8 @@ def test_chart_installs_and_uninstalls(api_client: client.ApiClient, kubectl: Ku
     binding = rbac.read_cluster_role_binding(f"{release}-suanli-operator")
     assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [
         ("ServiceAccount", f"{release}-suanli-operator", namespace)]
-    kubectl("get", "clusterkopfpeering", peering)
+    role = rbac.read_namespaced_role(f"{release}-suanli-operator", namespace)
+    assert any(r.resource_names == [f"{election}-engine"] for r in role.rules), "the Lease named after the election"
     # The operator's ServiceAccount may do what it needs and nothing broader.
     sa = f"system:serviceaccount:{namespace}:{release}-suanli-operator"
     for verb, resource, allowed in (

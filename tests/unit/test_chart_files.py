@@ -15,29 +15,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "suanli"
-KOPF_CRD = "kopf.dev_clusterkopfpeerings.yaml"
 
 
 def test_chart_crds_are_byte_identical_copies_of_crds() -> None:
     source = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    copies = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml") if p.name != KOPF_CRD}
+    copies = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     stale = sorted(n for n in source.keys() | copies.keys() if source.get(n) != copies.get(n))
     assert not stale, (
         f"helm/suanli/crds/ differs from crds/ ({', '.join(stale)}): run `make crds`, then "
         "`rm -f helm/suanli/crds/suanli.io_*.yaml && cp crds/*.yaml helm/suanli/crds/` and commit both"
     )
-
-
-def test_chart_carries_kopfs_peering_crd() -> None:
-    (crd,) = yaml.safe_load_all((CHART / "crds" / KOPF_CRD).read_text())
-    assert crd["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
-    assert crd["spec"]["scope"] == "Cluster"
-    (version,) = crd["spec"]["versions"]
-    assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
-    # kopf writes peers into .status of the object itself: the schema must keep those unknown keys.
-    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
-    assert status["x-kubernetes-preserve-unknown-fields"] is True
-    assert "subresources" not in version
 
 
 def _schema_objects(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:

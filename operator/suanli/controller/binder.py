@@ -236,9 +236,10 @@ class Binder:
         if owner_uid(existing) != str(job.metadata.get("uid")):
             raise BindError(f"configmap {job.namespace}/{cm['metadata']['name']} exists and is not this job's")
         if rank_table_stale(existing.get("data"), job.status.generation):  # else: this gang's, kept on resume
-            self.kube.replace(job.namespace, "configmaps", cm["metadata"]["name"],
-                              {**cm, "metadata": {**cm["metadata"],
-                                                  "resourceVersion": existing["metadata"]["resourceVersion"]}})
+            # Every key is rewritten; the resourceVersion makes it a replace of exactly what was read.
+            self.kube.merge_patch(job.namespace, "configmaps", cm["metadata"]["name"],
+                                  {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
+                                   "data": cm["data"]})
 
     def _roll_back(self, job: AITrainingJob, created: list[dict[str, Any]]) -> None:
         """Delete every pod this gang made (by uid: never a stranger's pod of the same name); those never
