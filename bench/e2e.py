@@ -163,11 +163,6 @@ def memory_mib(pid: int) -> dict[str, float]:
     return out
 
 
-def scrape(metrics_port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
-        return str(resp.read().decode())
-
-
 def _labels(line: str) -> dict[str, str]:
     inner = line[line.index("{") + 1:line.index("}")]
     return {k: v.strip('"') for k, v in (part.split("=", 1) for part in inner.split(",") if "=" in part)}
@@ -462,7 +457,7 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
     def start() -> int:
         operator.start()
         assert operator.proc is not None
-        scraped.append(scrape(operator.metrics_port))
+        scraped.append(operator.scrape())
         before.update(api_requests(scraped[0]))
         return int(operator.proc.pid)
 
@@ -474,7 +469,7 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
         result = measure(api, "suanli", dict(cluster.pids), start, submit_job, args, rate)
         assert operator.proc is not None
         result.update(memory_mib(operator.proc.pid))
-        text = scrape(operator.metrics_port)
+        text = operator.scrape()
     finally:
         operator.stop()
     after = api_requests(text)

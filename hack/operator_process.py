@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,6 +75,16 @@ class OperatorProcess:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"operator not healthy after 60s: {self.log.read_text()[-3000:]}")
+
+    def scrape(self) -> str:
+        """GET /metrics as its scrapers do: with a bearer token the API server knows (the kubeconfig's own,
+        the cluster admin's here), since the operator answers only authorised scrapers."""
+        users = yaml.safe_load(self.kubeconfig.read_text())["users"]
+        token = next(u["user"]["token"] for u in users if u.get("user", {}).get("token"))
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(resp.read().decode())
 
     def tail(self) -> str:
         """The end of the operator's log, for error messages."""

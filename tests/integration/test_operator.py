@@ -294,7 +294,6 @@ def test_invalid_spec_change_on_running_job_is_refused(
 def test_metrics_report_jobs_latency_accelerators_and_metering(
     api_client: client.ApiClient, namespace: str, fleet: list[str], operator: OperatorProcess
 ) -> None:
-    import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -302,8 +301,7 @@ def test_metrics_report_jobs_latency_accelerators_and_metering(
     wait_for(lambda: phase(api_client, namespace, "metered") == "Running", 60, what="Running")
 
     def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+        text = operator.scrape()
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
