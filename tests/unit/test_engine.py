@@ -449,3 +449,25 @@ def test_per_job_state_goes_with_the_job(setup: tuple[Controller, FakeKube]) -> 
                   engine.scheduler._preempting):
         assert key not in state
     assert engine.queue.failures(key) == 0 and engine.cache.job(key) is None
+
+
+def test_ready_replicas_is_written_at_most_once_a_second_per_job(setup: tuple[Controller, FakeKube]) -> None:
+    """Each pod coming up is an event; a status write (and a watch event for every watcher) per pod is not."""
+    import time
+
+    engine, fake = setup
+    submit(engine, fake, job(replicas=4))
+    engine.schedule()
+    engine.drain()
+    sync(engine, fake, pod_phase="Pending")
+    engine.reconcile_queued()
+    writes = len(fake.status_log)
+    for name, pod in fake.pods().items():  # the pods come up one event at a time
+        engine.on_pod("MODIFIED", {**pod, "metadata": {**pod["metadata"], "resourceVersion": "9" + name[-1] * 6},
+                                   "status": {"phase": "Running"}})
+        engine.reconcile_queued()
+    assert len(fake.status_log) == writes, "the count is held back while the pods come up"
+    time.sleep(1.05)
+    engine.reconcile_queued()
+    assert fake.job("ns", "gang")["status"]["readyReplicas"] == 4, "the final count lands within a second"
+    assert len(fake.status_log) - writes == 1, "in one write"

@@ -20,6 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api.aitrainingjob import AITrainingJob, name_problem, parse_job
+from ..api.errors import SpecError
 from ..inventory import Inventory, InventorySettings
 from ..inventory.pods import PodKey
 
@@ -57,6 +61,15 @@ def owner_uid(pod: Mapping[str, Any]) -> str | None:
         if ref.get("kind") == KIND and ref.get("controller") and ours:
             return str(ref.get("uid") or "") or None
     return None
+
+
+def parse(raw: Mapping[str, Any]) -> AITrainingJob | str:
+    """The job, or what is wrong with it (field and fix) when it cannot be read or named."""
+    try:
+        job = parse_job(raw)
+    except (ValidationError, SpecError) as exc:
+        return str(exc)
+    return name_problem(job.name) or job
 
 
 def ready(node: Mapping[str, Any]) -> bool:
@@ -103,6 +116,7 @@ class ClusterCache:
         self._assumed: dict[JobKey, Assumed] = {}
         self._strangers: set[str] = set()
         """Uids of stranger pods already reported."""
+        self._parsed: dict[tuple[str, str], AITrainingJob | str] = {}
 
     # -- feeds -------------------------------------------------------------------------------------
 
@@ -283,6 +297,24 @@ class ClusterCache:
     def node_ready(self, name: str) -> bool:
         with self.lock:
             return self._node_ready.get(name, False)
+
+    def job_of(self, raw: Obj) -> AITrainingJob | str:
+        """The job, or what is wrong with it (field and fix) when it cannot be read or named.
+
+        Parsed once per job version (uid, resourceVersion): validating a job costs about a millisecond, and a
+        running gang's job is read on every event of its pods. Models are never changed in place, so sharing
+        them is safe."""
+        meta = raw.get("metadata") or {}
+        if not meta.get("resourceVersion"):
+            return parse(raw)
+        version = (str(meta.get("uid")), str(meta["resourceVersion"]))
+        found = self._parsed.get(version)
+        if found is None:
+            found = parse(raw)
+            if len(self._parsed) >= 8192:
+                self._parsed.clear()
+            self._parsed[version] = found
+        return found
 
     def snapshot(self) -> Inventory:
         """A private copy of the inventory for one scheduling cycle (O(nodes + pods) dict copies)."""

@@ -96,6 +96,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._feeds: list[Informer] = []
         self._last_full = 0.0
+        self._woken_at = -1
         self._metered: dict[JobKey, float] = {}
         """Monotonic time up to which each running job's accelerator-seconds have been counted."""
         if elector is not None:
@@ -138,9 +139,15 @@ class Controller:
         self.cache.on_job(event, job)
 
     def _notify(self, keys: Iterable[JobKey]) -> None:
+        """An event: the jobs it concerns go to their workers; the scheduler wakes only if free capacity may
+        have changed (most pod events — a pod starting, an assumed pod seen bound — change nothing it reads;
+        jobs that start waiting wake it through their worker)."""
         for key in keys:
             self.queue.add(key)
-        self._wake.set()
+        generation = self.cache.inventory.generation
+        if generation != self._woken_at:
+            self._woken_at = generation
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -262,8 +269,11 @@ class Controller:
     # -- metering ----------------------------------------------------------------------------------
 
     def _meter(self) -> None:
-        """Accrue accelerator-seconds of running gangs since the last pass."""
+        """Accrue accelerator-seconds of running gangs since the last pass (at most once a second: cycles
+        can follow each other closely while gangs bind)."""
         now = time.monotonic()
+        if self._metered and now - max(self._metered.values()) < 1.0:
+            return
         running = {k: j for k, j in self.cache.jobs() if (j.get("status") or {}).get("phase") == "Running"}
         for key in list(self._metered):
             if key not in running:

@@ -8,13 +8,13 @@ resourceVersion with bookmarks, re-list on 410 Gone, and report objects deleted 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -70,7 +70,7 @@ class Informer:
 
     def _list(self) -> str:
         resp = self.list_fn(_preload_content=False, _request_timeout=120)
-        body = json.loads(resp.data)
+        body = orjson.loads(resp.data)
         items = {_key(item): item for item in body["items"]}
         for key, old in list(self._known.items()):
             if key not in items:  # deleted while we were not watching
@@ -98,7 +98,7 @@ class Informer:
                 if self._stop.is_set():
                     return version
                 arrived = time.monotonic()
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:

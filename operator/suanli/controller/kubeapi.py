@@ -17,7 +17,6 @@ that write once its leadership has lapsed.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -170,7 +170,7 @@ class KubeApi:
         after every attempt), or NotLeader when the fence refuses the write.
         """
         url = self._host + path + ("?" + urlencode(query) if query else "")
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         verb, resource = _VERBS.get(method, method.lower()), _resource(path)
         fenced = method != "GET"
         for attempt in range(self._attempts):
@@ -196,7 +196,8 @@ class KubeApi:
                 error: ApiException = ApiException(status=0, reason=f"{type(exc).__name__}: {exc}")
             else:
                 if 200 <= code < 300:
-                    return json.loads(resp.data) if resp.data else None
+                    decoded: Body | None = orjson.loads(resp.data) if resp.data else None
+                    return decoded
                 error = ApiException(status=code, reason=resp.reason, body=resp.data.decode(errors="replace"))
                 retry_after = _retry_after(resp)
             finally:

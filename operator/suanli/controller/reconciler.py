@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -29,11 +30,11 @@ from ..settings import OperatorSettings
 from .cache import ClusterCache, JobKey
 from .kubeapi import KubeApi, NotLeader
 from .queue import ShutDown, WorkQueue
-from .scheduler import parse
 from .slots import has_rank_table, slots_from_status
 from .status import Conflict, EventRecorder, StatusWriter
 
 log = logging.getLogger("suanli.reconciler")
+READY_WRITE_INTERVAL_S = 1.0
 
 
 class Reconciler:
@@ -67,6 +68,8 @@ class Reconciler:
         """Whether the binder is working on a job (its status is the binder's until it is done)."""
         self._preempt: dict[JobKey, str] = {}
         self._tables: dict[JobKey, tuple[int, dict[str, str]]] = {}
+        self._ready_due: dict[JobKey, float] = {}
+        """When each job's held-back readyReplicas is to be written."""
         """Rank-table data last written per job, with its gang generation: unchanged costs no API call."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -113,6 +116,7 @@ class Reconciler:
             with self._lock:
                 self._preempt.pop(key, None)
                 self._tables.pop(key, None)
+                self._ready_due.pop(key, None)
             self.on_gone(key)
             return
         phase = (raw.get("status") or {}).get("phase")
@@ -120,7 +124,7 @@ class Reconciler:
             self.wake_scheduler()
         if phase == JobPhase.SCHEDULING or self.busy(key):
             return  # the binder owns the job until its gang is bound or rolled back
-        job = parse(raw)
+        job = self.cache.job_of(raw)
         if isinstance(job, str):
             return  # the scheduler reports an unreadable spec
         uid = str(job.metadata.get("uid"))
@@ -133,10 +137,33 @@ class Reconciler:
             return
         verdicts = {n: self.verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
         decision = lifecycle.advance(job, pods, verdicts, self.clock())
-        self.apply(job, decision)
+        if not self._hold_ready_count(key, job, decision):
+            self.apply(job, decision)
         if (decision.phase == JobPhase.RUNNING and job.status.placement
                 and job.status.vendor in (None, Vendor.HUAWEI)):
             self._refresh_rank_table(job, pods)
+
+    def _hold_ready_count(self, key: JobKey, job: AITrainingJob, decision: Decision) -> bool:
+        """Hold a mere change of readyReplicas for up to a second and write the count then: a gang's pods come
+        up one event each, and a status write per pod is an API write and a watch event for every watcher."""
+        only_ready = (
+            not decision.delete_pods and not decision.events and not decision.delete_job
+            and decision.status.ready_replicas != job.status.ready_replicas
+            and decision.status.model_copy(update={"ready_replicas": job.status.ready_replicas}) == job.status
+        )
+        if not only_ready:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            due = self._ready_due.get(key)
+            if due is None:
+                self._ready_due[key] = now + READY_WRITE_INTERVAL_S
+                self.queue.add_after(key, READY_WRITE_INTERVAL_S)
+                return True
+            if now < due:
+                return True  # already due to be written
+            del self._ready_due[key]
+        return False
 
     def verdict(self, node: str) -> NodeVerdict:
         if not self.cache.node_ready(node):

@@ -23,11 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from pydantic import ValidationError
-
 from .. import lifecycle
-from ..api.aitrainingjob import PRIORITY_MIN, AITrainingJob, AITrainingJobStatus, JobPhase, name_problem, parse_job
-from ..api.errors import SpecError
+from ..api.aitrainingjob import PRIORITY_MIN, AITrainingJob, AITrainingJobStatus, JobPhase
 from ..inventory import Inventory
 from ..metrics import Metrics
 from ..placement import GangRequest, Placement, RunningGang, Unplaceable, choose_victims, plan
@@ -55,15 +52,6 @@ class Preempting:
     pods: frozenset[tuple[str, str]]
     nodes: frozenset[str]
     """The victims' nodes, held for it against lower-priority jobs meanwhile."""
-
-
-def parse(raw: dict[str, Any]) -> AITrainingJob | str:
-    """The job, or what is wrong with it (field and fix) when it cannot be read or named."""
-    try:
-        job = parse_job(raw)
-    except (ValidationError, SpecError) as exc:
-        return str(exc)
-    return name_problem(job.name) or job
 
 
 class Scheduler:
@@ -160,7 +148,7 @@ class Scheduler:
         self.published = snapshot
 
     def _resume(self, key: JobKey, raw: dict[str, Any]) -> None:
-        job = parse(raw)
+        job = self.cache.job_of(raw)
         if isinstance(job, str):
             return
         slots = slots_from_status(job, self.cache.inventory)
@@ -169,7 +157,7 @@ class Scheduler:
         self.binder.submit(job, slots, None)
 
     def _schedule_one(self, key: JobKey, raw: dict[str, Any], snapshot: Inventory) -> None:
-        job = parse(raw)
+        job = self.cache.job_of(raw)
         if isinstance(job, str):
             self._invalid(key, raw, job)
             return

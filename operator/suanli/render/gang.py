@@ -95,14 +95,26 @@ def pod_name(job_name: str, generation: int, replica: int) -> str:
     return f"{job_name}-g{generation}-{replica}"
 
 
+_HASHES: dict[int, tuple[object, str]] = {}
+"""Digests by spec object (kept alive here, so its id cannot be reused): specs are never changed in place."""
+
+
 def spec_hash(job: AITrainingJob) -> str:
     """A digest of everything in the spec that shapes the pods; a running gang records the one it got.
 
     Fields left at their defaults are not part of it, so a release that adds a field does not make every
-    running gang look changed."""
+    running gang look changed. Remembered per spec object, since a running gang's hash is compared on each
+    of its pods' events and the engine parses each job version once."""
+    found = _HASHES.get(id(job.spec))
+    if found is not None and found[0] is job.spec:
+        return found[1]
     wire = job.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True,
                                exclude={"ttl_seconds_after_finished", "priority", "queue"})
-    return hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()[:16]
+    if len(_HASHES) >= 4096:
+        _HASHES.clear()
+    _HASHES[id(job.spec)] = (job.spec, digest)
+    return digest
 
 
 def build_service(job: AITrainingJob) -> dict[str, Any]:
