@@ -80,6 +80,25 @@ def make_nodes(kube: KubeApi, count: int, creators: int) -> None:
         list(pool.map(create, range(count)))
 
 
+def wait_nodes_schedulable(core: client.CoreV1Api, count: int, timeout: float = 600) -> None:
+    """Until kwok has made every node Ready and the node-lifecycle controller has lifted the not-ready taints:
+    a phase that starts earlier measures node start-up (and Suanli writes a pending reason per job meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = core.list_node(label_selector="").items
+        ready = [
+            n for n in nodes
+            if n.metadata.name.startswith("bn-")
+            and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            and not any(t.key.startswith("node.kubernetes.io/") for t in n.spec.taints or [])
+        ]
+        if len(ready) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(ready)} of {count} nodes schedulable after {timeout:.0f} s")
+        time.sleep(1)
+
+
 class Groups:
     """When each group first had all its replicas bound at once, from pod events.
 
@@ -565,6 +584,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         t_nodes = time.monotonic()
         make_nodes(kube, args.nodes, args.creators)
+        wait_nodes_schedulable(core, args.nodes)
         node_setup_s = time.monotonic() - t_nodes
         for qps in args.qps:
             for rate in args.rate:
