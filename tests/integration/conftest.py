@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 
 import devcluster  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
 
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -84,6 +85,20 @@ def crds_applied(kubectl: Kubectl) -> list[str]:
     ours = [n for n in names if n.endswith(".suanli.io")]
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *ours)
     return ours
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: devcluster.Cluster, crds_applied: list[str]) -> Iterator[OperatorProcess]:
+    """`suanli run` as a child process, one per test module (each module's jobs are its own)."""
+    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
 
 
 @pytest.fixture

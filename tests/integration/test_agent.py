@@ -39,11 +39,6 @@ def libs() -> dict[str, Path]:
 
 
 @pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture
 def node(core: client.CoreV1Api, crds_applied: list[str], request: pytest.FixtureRequest) -> Iterator[str]:
     """A kwok node with 8 cards of the vendor the test names (`@pytest.mark.parametrize('resource', ...)`)."""
     resource, count = getattr(request, "param", ("nvidia.com/gpu", "8"))

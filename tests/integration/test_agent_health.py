@@ -11,11 +11,9 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from suanli.api import DeviceHealth, parse_node
@@ -36,19 +34,6 @@ from .test_agent import events, our_labels, record
 from .test_control_plane import fake_node
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
 
 
 def run_agent(cluster: Any, node: str, *args: str, **fake: str) -> subprocess.CompletedProcess[str]:

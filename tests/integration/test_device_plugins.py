@@ -10,22 +10,12 @@ message (see the report of issue 14).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from .conftest import wait_for
 from .operator_harness import OperatorProcess, create_job, delete_nodes, get_job, job_manifest, job_pods
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-dp-{uuid.uuid4().hex[:6]}.log")
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def _node(name: str, labels: dict[str, str], annotations: dict[str, str], resources: dict[str, str]) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -23,19 +22,6 @@ from .operator_harness import (
     phase,
     restarted_away,
 )
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
 
 
 @pytest.fixture

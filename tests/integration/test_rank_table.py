@@ -27,19 +27,6 @@ from .operator_harness import OperatorProcess, create_job, delete_nodes, get_job
 ANNOTATION = "ascend.kubectl.kubernetes.io/ascend-910-configuration"
 
 
-@pytest.fixture(scope="module")
-def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-rt-{uuid.uuid4().hex[:6]}.log")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
-
-
 def _ascend_nodes(core: client.CoreV1Api, prefix: str, count: int, cards: int = 8,
                   labels: dict[str, str] | None = None) -> list[str]:
     names = []

@@ -37,7 +37,7 @@ from .test_chart_rbac import (
     OPERATOR_SA,
     RELEASE,
     Audited,
-    PeeredOperator,
+    ElectedOperator,
     service_account_kubeconfig,
 )
 
@@ -262,9 +262,9 @@ def test_a_tenant_cannot_smuggle_escalation_in_through_an_update(env: Env) -> No
 
 
 @pytest.fixture(scope="module")
-def operator(env: Env) -> Iterator[PeeredOperator]:
+def operator(env: Env) -> Iterator[ElectedOperator]:
     """`suanli run` with the chart's operator token and metrics on, and a fleet for it to place jobs on."""
-    running = PeeredOperator(env.operator_kubeconfig, env.cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
+    running = ElectedOperator(env.operator_kubeconfig, env.cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
     try:
         wait_for(running.healthy, 60, what="the operator's /healthz")
         make_fleet(client.CoreV1Api(env.admin), "sec", ["nvidia"], racks=1, nodes_per_rack=2)
@@ -273,7 +273,7 @@ def operator(env: Env) -> Iterator[PeeredOperator]:
         running.stop()
 
 
-def test_a_tenants_safe_job_runs_restricted(env: Env, operator: PeeredOperator) -> None:
+def test_a_tenants_safe_job_runs_restricted(env: Env, operator: ElectedOperator) -> None:
     """What alice may do, she still can: Secret she may read, ConfigMap, scratch space, the `trainer` account.
     The pods land in a namespace enforcing Pod Security `restricted`, so the default securityContext is it."""
     client.CoreV1Api(env.admin).create_namespaced_config_map(TEAM, {"metadata": {"name": "hparams"},
@@ -419,7 +419,7 @@ def _token(env: Env, namespace: str, account: str) -> str:
                ["users"][0]["user"]["token"])
 
 
-def test_only_authorised_scrapers_read_metrics(env: Env, operator: PeeredOperator) -> None:
+def test_only_authorised_scrapers_read_metrics(env: Env, operator: ElectedOperator) -> None:
     wait_for(lambda: operator.scrape(None)[0] == 401, 30, what="the metrics endpoint")
     status, body = operator.scrape(_token(env, *PROMETHEUS))
     assert status == 200 and "# HELP suanli_" in body, body[:500]
