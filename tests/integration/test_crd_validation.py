@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from suanli.api import GROUP, VERSION, SpecError, parse_job, parse_node
+from suanli.api.aitrainingjob import name_problem
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +139,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.template.resources.requests.memory",
     ),
     ("replicas-numeric-string", {"spec.replicas": "4"}, "spec.replicas"),
+    ("cpu-negative", {"spec.template.resources.requests.cpu": "-1"}, "spec.template.resources.requests.cpu"),
+    ("cpu-negative-int", {"spec.template.resources.requests.cpu": -2}, "spec.template.resources.requests.cpu"),
+    (
+        "memory-absurd-exponent",
+        {"spec.template.resources.requests.memory": "1e999999"},
+        "spec.template.resources.requests.memory",
+    ),
     (
         "ascend910b-short-spelling",
         {"spec.candidates[0].model": "910b3", "spec.acceleratorsPerReplica": 6},
@@ -186,7 +194,7 @@ def test_server_defaults_match_the_models(
     spec = stored["spec"]
     assert spec["failurePolicy"] == {
         "maxRestarts": 3,
-        "restartOn": ["PodFailed", "NodeLost", "AcceleratorUnhealthy", "Preempted"],
+        "restartOn": ["PodFailed", "NodeLost", "AcceleratorUnhealthy", "Preempted", "ReplicaLost"],
     }
     assert (spec["framework"], spec["rendezvousPort"], spec["priority"], spec["allowMixedVendors"]) == (
         "pytorch",
@@ -228,6 +236,25 @@ def test_cel_messages_reach_the_user(
     assert (
         "minReplicas (the gang size) must not exceed replicas: lower minReplicas or raise replicas" in message
     )
+
+
+@pytest.mark.parametrize("name", ["a.b", "x" * 53, "Upper", "9lives", "trailing-"])
+def test_a_name_that_cannot_be_a_service_or_hostname_is_refused(
+    crds_applied: list[str], api_client: client.ApiClient, namespace: str, name: str
+) -> None:
+    with pytest.raises(ApiException) as caught:
+        _create(api_client, namespace, valid_job(name), dry_run=True)
+    assert caught.value.status == 422
+    message = _message(caught.value)
+    assert "metadata.name must be a DNS-1035 label of at most 52 characters" in message and "rename" in message
+    assert name_problem(name) is not None, "the engine's twin of the rule agrees"
+
+
+def test_the_longest_usable_name_is_accepted(
+    crds_applied: list[str], api_client: client.ApiClient, namespace: str
+) -> None:
+    _create(api_client, namespace, valid_job("x" * 52), dry_run=True)
+    assert name_problem("x" * 52) is None
 
 
 def test_status_is_a_subresource(
