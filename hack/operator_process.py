@@ -90,6 +90,22 @@ class OperatorProcess:
         """The end of the operator's log, for error messages."""
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (it leads its own process group)."""
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: a frozen process (a long GC pause, a stalled VM) that holds
+        its connections and its Lease but neither renews nor writes until `resume`."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`: the process carries on where it stopped, unaware of the time lost."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: no cleanup handlers run, as when a node dies under the operator."""
         if self.proc and self.proc.poll() is None:
@@ -99,6 +115,7 @@ class OperatorProcess:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused process handles SIGTERM only once resumed
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
