@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,15 @@ def nodes(api_client: client.ApiClient, core: client.CoreV1Api, namespace: str) 
         wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
     finally:
         delete_nodes(core, made)
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str, proc: OperatorProcess,
+          interval: float = 0.2) -> Any:
+    """wait_for, with the end of the operator's log in the failure, read when it fails."""
+    try:
+        return wait_for(predicate, timeout, interval=interval, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- operator log ---\n{proc.tail()}") from None
 
 
 def _prefix() -> str:
@@ -138,8 +147,8 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
                 vendor = ("nvidia", "huawei")[i % 2]
                 create_job(api_client, namespace, job_manifest(name, [vendor], replicas=4, per_replica=4,
                                                                simulate=None))
-            wait_for(lambda: all(_gang_whole(api_client, core, namespace, n, 4) for n in names), 120,
-                     what=f"every gang bound whole through the faults; operator log:\n{operator.tail()}")
+            _wait(lambda: all(_gang_whole(api_client, core, namespace, n, 4) for n in names), 120,
+                  "every gang bound whole through the faults", operator)
             stats = proxy.stats()
         finally:
             operator.stop()
@@ -240,11 +249,11 @@ def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_clust
                                                     simulate=None))
             assert watcher.fired.wait(120), f"no pods bound within 120 s: {procs[old_id].tail()}"
             assert watcher.frozen_with < replicas_n, "the whole gang was bound before the leader could be frozen"
-            wait_for(lambda: lease_holder(api, peering) == new_id, 90, interval=0.5,
-                     what=f"{new_id} to take the Lease over from the frozen {old_id}")
+            _wait(lambda: lease_holder(api, peering) == new_id, 90,
+                  f"{new_id} to take the Lease over from the frozen {old_id}", procs[new_id], interval=0.5)
             procs[old_id].resume()
-            wait_for(lambda: _gang_whole(api, core, namespace, "wide", replicas_n), 120, interval=1,
-                     what=f"the new leader to finish the gang; its log:\n{procs[new_id].tail()}")
+            _wait(lambda: _gang_whole(api, core, namespace, "wide", replicas_n), 120,
+                  "the new leader to finish the gang", procs[new_id], interval=1)
             time.sleep(5)  # the resumed replica's in-flight work gets its chance to do harm
         finally:
             for proc in procs.values():
@@ -325,8 +334,8 @@ def test_a_job_with_an_impossible_quantity_fails_alone(
         assert exc.status == 422 and "cpu" in str(exc.body), exc.body
         refused = exc
     create_job(api_client, namespace, job_manifest("healthy", ["nvidia"], replicas=2, per_replica=8, simulate=None))
-    wait_for(lambda: phase(api_client, namespace, "healthy") == "Running", 30,
-             what=f"the healthy job to run beside the bad one; operator log:\n{operator.tail()}")
+    _wait(lambda: phase(api_client, namespace, "healthy") == "Running", 30,
+          "the healthy job to run beside the bad one", operator)
     if refused is None:
         def explained() -> str | None:
             status = _status(api_client, namespace, "negative")
@@ -351,8 +360,8 @@ def test_a_deleted_replica_restarts_the_whole_gang(
                   if p.metadata.labels["suanli.io/replica"] == "1")
     core.delete_namespaced_pod(victim, namespace)  # as kubectl delete, a drain or an eviction would
 
-    restarted = wait_for(lambda: (s := _status(api_client, namespace, "pair")).get("restarts") == 1 and s, 15,
-                         what=f"a gang restart after {victim} vanished; operator log:\n{operator.tail()}")
+    restarted = _wait(lambda: (s := _status(api_client, namespace, "pair")).get("restarts") == 1 and s, 15,
+                      f"a gang restart after {victim} vanished", operator)
     text = _texts(restarted)
     assert victim in text or "replica 1" in text, f"the restart does not name the vanished replica: {text}"
     wait_for(lambda: _gang_whole(api_client, core, namespace, "pair", 2), 30, what="the new gang Running")
@@ -388,8 +397,8 @@ def test_a_strangers_pod_that_claims_suanli_holds_no_capacity(
             },
         })
         create_job(api_client, namespace, job_manifest("owner", ["nvidia"], replicas=1, per_replica=8, simulate=None))
-        wait_for(lambda: _gang_whole(api_client, core, namespace, "owner", 1), 30,
-                 what=f"the job to get the node the stranger claims; operator log:\n{operator.tail()}")
+        _wait(lambda: _gang_whole(api_client, core, namespace, "owner", 1), 30,
+              "the job to get the node the stranger claims", operator)
         assert not core.read_namespaced_pod("squatter", other).spec.node_name, "Suanli bound a pod it did not make"
         wait_for(lambda: _events(core, other, "squatter"), 30, what="an event on the stranger's pod")
     finally:
@@ -506,8 +515,8 @@ def _restart_onto_held_cards(
     time.sleep(0.5)
     sick = placed[0]
     core.patch_node(sick, {"metadata": {"labels": {"suanli.io/accelerator.healthy": "7"}}})
-    wait_for(lambda: _status(api_client, namespace, "slowstop").get("restarts") == 1, 30,
-             what=f"a gang restart away from {sick}; operator log:\n{operator.tail()}")
+    _wait(lambda: _status(api_client, namespace, "slowstop").get("restarts") == 1, 30,
+          f"a gang restart away from {sick}", operator)
     time.sleep(4)  # time for a careless engine to place the new gang on the cards still held
 
     problems = []
