@@ -154,14 +154,19 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
             operator.stop()
     gang_faults = [r for r in proxy.records() if r.fault and r.resource in ("pods", "pods/binding")]
     assert len(gang_faults) >= 3, f"too few faults hit the gangs' calls to prove anything: {stats}"
+    problems = []
     for name in names:
         status = _status(api_client, namespace, name)
-        assert status["restarts"] == 0, (name, status)
-        assert status.get("reason") != "BindFailed", (name, status)
-    rolled_back = [e for e in _events(core, namespace) if e.reason == "BindFailed"]
-    assert not rolled_back, [f"{e.involved_object.name}: {e.message}" for e in rolled_back]
-    # A rollback deletes the pods it made: no pod may have been deleted at all.
-    assert "DELETE pods" not in stats["forwarded"], f"gang pods were deleted (rolled back): {stats}"
+        if status.get("restarts") or status.get("reason") == "BindFailed" or status.get("badNodes"):
+            problems.append(f"{name}: restarts {status.get('restarts')}, reason {status.get('reason')}, "
+                            f"badNodes {status.get('badNodes')}: {status.get('message')}")
+    # Room for every gang at once: any warning (a rollback, a restart, "unschedulable") is a fault let through.
+    problems += [f"{e.type} event {e.reason} on {e.involved_object.name}: {e.message}"
+                 for e in _events(core, namespace) if e.type == "Warning"]
+    # A rollback or restart deletes the pods it made: no pod may have been deleted at all.
+    if "DELETE pods" in stats["forwarded"]:
+        problems.append(f"{stats['forwarded']['DELETE pods']} pod deletions (rolled back or restarted)")
+    assert not problems, "\n".join([*problems, f"proxy: {stats}"])
 
 
 # ---- Leader hand-over --------------------------------------------------------------------------------
@@ -424,8 +429,7 @@ def test_a_name_that_cannot_be_a_hostname_is_refused_or_fails_once(
         status = _status(api_client, namespace, name)
         return status if status.get("phase") == "Failed" and "name" in _texts(status) else None
 
-    first = wait_for(failed, 30, what=f"{name!r} to fail with a condition about its name; now "
-                                      f"{_status(api_client, namespace, name)}")
+    first = _wait(failed, 30, f"{name!r} to fail with a condition about its name", operator)
     time.sleep(6)  # three resync periods: a looping engine would retry and rewrite status meanwhile
     assert _status(api_client, namespace, name) == first, "the failed job's status kept changing"
     assert not job_pods(core, namespace, name)
