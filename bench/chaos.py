@@ -79,7 +79,7 @@ class ChaosConfig:
     """Live pods annotated to fail (each restarts its gang), spread over the kills."""
     max_gap: float = 4.0
     """Seconds between a killed replica being healthy again and the next kill: uniform in [0, max_gap]."""
-    fresh_identity: float = 0.5
+    fresh_identity: float = 0.3
     """Probability that a killed replica comes back as a new pod (new identity) rather than the same one."""
     settle: float = 180.0
     """Seconds after the last kill for every job to be Running with its whole gang."""
@@ -258,6 +258,9 @@ class Chaos:
         self.log_dir = log_dir
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
+        """Draws the run's shape (jobs, pauses, identities): the same for a seed whatever the timing."""
+        self.pick = random.Random(cfg.seed + 1)
+        """Chooses among what the cluster shows (which pod to fail), which depends on timing."""
         self.tag = uuid.uuid4().hex[:5]
         self.peering = f"chaos-{self.tag}"
         self.incarnation: list[int] = [0] * cfg.replicas
@@ -294,7 +297,7 @@ class Chaos:
         ]
         if not pods:
             return False
-        pod = self.rng.choice(pods)
+        pod = self.pick.choice(pods)
         with contextlib.suppress(ApiException):
             self.core.patch_namespaced_pod(pod.metadata.name, self.namespace, {"metadata": {"annotations": {
                 "suanli.io/simulate": "fail", "suanli.io/simulate-after": "500ms"}}})
@@ -309,6 +312,19 @@ class Chaos:
         jobs = self._jobs()
         pods = self.core.list_namespaced_pod(self.namespace).items
         return len(jobs) == self.cfg.gangs and check_jobs(jobs, pods).total() == 0
+
+    def _settle(self, deadline: float) -> float | None:
+        """Seconds after the last kill until every gang has run whole for 3 s in a row and every injected
+        failure has been answered by a restart; None if that never happened before `deadline`."""
+        start = time.monotonic()
+        streak = 0
+        while time.monotonic() < deadline:
+            restarts = sum((j.get("status") or {}).get("restarts", 0) for j in self._jobs())
+            streak = streak + 1 if restarts >= self.events["failures_injected"] and self._settled() else 0
+            if streak >= 3:
+                return round(time.monotonic() - start, 1)
+            time.sleep(1)
+        return None
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -330,14 +346,15 @@ class Chaos:
                     create_job(self.api, self.namespace, manifest)
                 del pending[:per_kill]
                 time.sleep(self.rng.uniform(0, cfg.max_gap))
-                due = failures_left and self.rng.random() < failures_left / (cfg.kills - k)
+                draw = self.rng.random()  # drawn every time, so the sequence never depends on the cluster
+                due = failures_left and draw < failures_left / (cfg.kills - k)
                 if due and self._inject_failure():
                     failures_left -= 1
                     self.events["failures_injected"] += 1
                 leader = self._leader()
                 if leader is None:
                     self.events["no_leader_within_timeout"] += 1
-                    leader = self.rng.randrange(len(self.procs))
+                    leader = self.pick.randrange(len(self.procs))
                 self.procs[leader].kill()
                 self.events["kills"] += 1
                 if self.rng.random() < cfg.fresh_identity:
@@ -349,10 +366,7 @@ class Chaos:
                     self.takeover_s.append(time.monotonic() - killed_at)
             for manifest in pending:
                 create_job(self.api, self.namespace, manifest)
-            deadline = time.monotonic() + cfg.settle
-            while time.monotonic() < deadline and not self._settled():
-                time.sleep(1)
-            settle_s = time.monotonic() - t0
+            settle_s = self._settle(time.monotonic() + cfg.settle)
             sampler.halt.set()
             sampler.join(10)
             sampler.sample()  # one last view, settled or not
@@ -371,7 +385,7 @@ class Chaos:
             return {
                 "config": asdict(cfg),
                 "seconds": round(time.monotonic() - t0, 1),
-                "settled_after_s": round(settle_s, 1),
+                "settled_after_last_kill_s": settle_s,
                 "nodes": len(self.nodes),
                 "pods_expected": sum(m["spec"]["replicas"] for m in manifests),
                 "gang_restarts": sum((j.get("status") or {}).get("restarts", 0) for j in jobs),
