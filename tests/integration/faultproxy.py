@@ -118,6 +118,7 @@ class _Stats:
     watches: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 class _Reset(Exception):
@@ -188,7 +189,9 @@ class FaultProxy:
             return self._faults
 
     def stats(self) -> dict[str, Any]:
-        """Counts so far: requests, watches, injected faults by kind, forwarded requests by `METHOD resource`."""
+        """Counts so far: requests, watches, injected faults by kind, forwarded requests by `METHOD resource`,
+        and `errors`: connections that ended other than by an injected fault (the client or the API server
+        closed one mid-request, say) by exception, so a test can tell those from the faults it asked for."""
         with self._lock:
             return {
                 "requests": self._stats.requests,
@@ -196,6 +199,7 @@ class FaultProxy:
                 "injected": dict(self._stats.injected),
                 "injected_total": sum(self._stats.injected.values()),
                 "forwarded": dict(self._stats.forwarded),
+                "errors": dict(self._stats.errors),
             }
 
     def records(self) -> list[Record]:
@@ -237,9 +241,11 @@ class FaultProxy:
                 pass
         except _Reset:
             _reset(writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError, OSError):
-            writer.transport.abort()
         except asyncio.CancelledError:
+            writer.transport.abort()
+        except Exception as exc:  # any other end of a connection is counted, not injected
+            with self._lock:
+                self._stats.errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
             writer.transport.abort()
         finally:
             link.close()

@@ -212,17 +212,26 @@ class _BindWatch(threading.Thread):
         self.fired = threading.Event()
         self.watch = watch.Watch()
 
+        self.error: BaseException | None = None
+
     def run(self) -> None:
-        for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=300):
-            pod = event["object"]
-            if pod.spec.node_name:
-                self.bound.add(pod.metadata.name)
-            if not self.fired.is_set() and len(self.bound) >= self.threshold and self.target is not None:
-                self.target.pause()
-                self.frozen_at = datetime.now(UTC)
-                self.frozen_with = len(self.bound)
-                self.fired.set()
-                self.watch.stop()
+        deadline = time.monotonic() + 300
+        while not self.fired.is_set() and time.monotonic() < deadline:
+            try:  # a watch may end or break (410 Gone, a dropped connection): start another
+                for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=60):
+                    pod = event["object"]
+                    if isinstance(pod, client.V1Pod) and pod.spec.node_name:
+                        self.bound.add(pod.metadata.name)
+                    if len(self.bound) >= self.threshold and self.target is not None:
+                        self.target.pause()
+                        self.frozen_at = datetime.now(UTC)
+                        self.frozen_with = len(self.bound)
+                        self.fired.set()
+                        self.watch.stop()
+                        return
+            except Exception as exc:  # kept for the test's failure message
+                self.error = exc
+                time.sleep(0.2)
 
 
 def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_cluster: devcluster.Cluster) -> None:
@@ -252,7 +261,8 @@ def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_clust
             watcher.start()
             create_job(api, namespace, job_manifest("wide", ["nvidia"], replicas=replicas_n, per_replica=1,
                                                     simulate=None))
-            assert watcher.fired.wait(120), f"no pods bound within 120 s: {procs[old_id].tail()}"
+            assert watcher.fired.wait(120), (f"{watcher.threshold} pods not bound within 120 s (watch error: "
+                                             f"{watcher.error!r}); {proxy.stats()}\n{procs[old_id].tail()}")
             assert watcher.frozen_with < replicas_n, "the whole gang was bound before the leader could be frozen"
             _wait(lambda: lease_holder(api, peering) == new_id, 90,
                   f"{new_id} to take the Lease over from the frozen {old_id}", procs[new_id], interval=0.5)
