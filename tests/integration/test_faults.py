@@ -153,7 +153,8 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
         finally:
             operator.stop()
     gang_faults = [r for r in proxy.records() if r.fault and r.resource in ("pods", "pods/binding")]
-    assert len(gang_faults) >= 3, f"too few faults hit the gangs' calls to prove anything: {stats}"
+    # About 7 expected (10 % of some 70 pod creates and binds); none would mean the test proved nothing.
+    assert gang_faults, f"no fault hit a pod create or binding: {stats}"
     problems = []
     for name in names:
         status = _status(api_client, namespace, name)
