@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -462,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if own:
             devcluster.down(directory)
+            shutil.rmtree(directory, ignore_errors=True)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json_out:
