@@ -90,11 +90,6 @@ class OperatorProcess:
         """The end of the operator's log, for error messages."""
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id while it runs (it leads its own process group)."""
-        return self.proc.pid if self.proc and self.proc.poll() is None else None
-
     def pause(self) -> None:
         """SIGSTOP the whole process group: a frozen process (a long GC pause, a stalled VM) that holds
         its connections and its Lease but neither renews nor writes until `resume`."""

@@ -20,7 +20,7 @@ from operator_process import OperatorProcess  # noqa: E402
 from fleet import node_dict  # noqa: E402
 
 __all__ = ["OperatorProcess", "create_job", "delete_nodes", "ensure_peering", "get_job", "job_manifest", "job_pods",
-           "lease_holder", "make_fleet", "phase", "replica"]
+           "lease_holder", "lease_name", "make_fleet", "phase", "replica"]
 
 VENDOR_INDEX = {"huawei": 0, "nvidia": 1, "hygon": 2}
 IMAGES = {
