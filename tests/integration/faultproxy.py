@@ -283,6 +283,7 @@ class FaultProxy:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return False  # the client closed between requests
+        arrived = time.time()
         request_line, headers = _parse_head(head)
         method, target, _version = request_line.split(" ", 2)
         parts = urlsplit(target)
@@ -296,7 +297,7 @@ class FaultProxy:
             self._stats.watches += watch
 
         def record(status: int, fault: str = fault) -> None:
-            self._record(Record(time.time(), method, parts.path, watch, fault, status, agent))
+            self._record(Record(arrived, method, parts.path, watch, fault, status, agent))
 
         if fault in ("429", "500", "503"):
             record(int(fault))

@@ -164,6 +164,15 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
     # Room for every gang at once: any warning (a rollback, a restart, "unschedulable") is a fault let through.
     problems += [f"{e.type} event {e.reason} on {e.involved_object.name}: {e.message}"
                  for e in _events(core, namespace) if e.type == "Warning"]
+    # A binding's path names its pod, so the next request to it after a 429 is that request's retry: it must
+    # wait the Retry-After the 429 asked for (a little early is clock noise).
+    records = proxy.records()
+    for i, shed in enumerate(records):
+        if shed.fault == "429" and shed.resource == "pods/binding":
+            retry = next((r for r in records[i + 1:] if (r.method, r.path) == (shed.method, shed.path)), None)
+            if retry is not None and retry.at - shed.at < faults.retry_after - 0.05:
+                problems.append(f"{shed.path} retried {retry.at - shed.at:.2f} s after a 429 that said "
+                                f"Retry-After: {faults.retry_after}")
     # A rollback or restart deletes the pods it made: no pod may have been deleted at all.
     if "DELETE pods" in stats["forwarded"]:
         problems.append(f"{stats['forwarded']['DELETE pods']} pod deletions (rolled back or restarted)")
