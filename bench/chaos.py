@@ -7,9 +7,10 @@
    kwok nodes for every gang at once with a quarter to spare.
 2. `--replicas` operator replicas run for leadership (tests/integration/operator_harness.replica). `--gangs`
    AITrainingJobs of random size and vendor are submitted over the first half of the run.
-3. `--kills` times, after a random pause (0 to `--max-gap` s): the current Lease holder is killed with
-   SIGKILL and started again, as its container would be — with its old identity (a container restart) or,
-   with probability `--fresh-identity`, a new one (the pod replaced). Between kills `--failures` live pods
+3. `--kills` times, after a random pause (0 to 1 s after that round's submission or injected failure with
+   probability `--soon`, else 0 to `--max-gap` s): the current Lease holder is killed with SIGKILL and started
+   again, as its container would be — with its old identity (a container restart) or, with probability
+   `--fresh-identity`, a new one (the pod replaced). Between kills `--failures` live pods
    of running gangs are annotated `suanli.io/simulate: fail`, so kwok fails them and their gang restarts.
 4. Throughout, a sampler lists all pods and nodes every second; after the last kill, `--settle` seconds for
    every job to be Running with its whole gang.
@@ -80,6 +81,9 @@ class ChaosConfig:
     """Live pods annotated to fail (each restarts its gang), spread over the kills."""
     max_gap: float = 4.0
     """Seconds between a killed replica being healthy again and the next kill: uniform in [0, max_gap]."""
+    soon: float = 0.5
+    """Probability that a kill instead comes within a second of that round's submission or injected failure,
+    while a gang is likely being bound or restarted; a pause alone would mostly kill an idle leader."""
     fresh_identity: float = 0.3
     """Probability that a killed replica comes back as a new pod (new identity) rather than the same one."""
     settle: float = 180.0
@@ -346,12 +350,13 @@ class Chaos:
                 for manifest in pending[:per_kill]:
                     create_job(self.api, self.namespace, manifest)
                 del pending[:per_kill]
-                time.sleep(self.rng.uniform(0, cfg.max_gap))
                 draw = self.rng.random()  # drawn every time, so the sequence never depends on the cluster
                 due = failures_left and draw < failures_left / (cfg.kills - k)
                 if due and self._inject_failure():
                     failures_left -= 1
                     self.events["failures_injected"] += 1
+                soon = self.rng.random() < cfg.soon
+                time.sleep(self.rng.uniform(0, 1.0) if soon else self.rng.uniform(0, cfg.max_gap))
                 leader = self._leader()
                 if leader is None:
                     self.events["no_leader_within_timeout"] += 1
@@ -427,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=defaults.replicas, help="operator replicas")
     parser.add_argument("--failures", type=int, default=defaults.failures, help="pods annotated to fail")
     parser.add_argument("--max-gap", type=float, default=defaults.max_gap, help="max seconds between kills")
+    parser.add_argument("--soon", type=float, default=defaults.soon,
+                        help="probability that a kill comes within 1 s of a submission or injected failure")
     parser.add_argument("--fresh-identity", type=float, default=defaults.fresh_identity,
                         help="probability that a killed replica returns under a new identity")
     parser.add_argument("--settle", type=float, default=defaults.settle, help="seconds to settle at the end")
@@ -438,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicas < 1 or args.gangs < 1 or args.kills < 0:
         parser.error("--replicas and --gangs must be at least 1, --kills at least 0")
     cfg = ChaosConfig(gangs=args.gangs, kills=args.kills, replicas=args.replicas, failures=args.failures,
-                      max_gap=args.max_gap, fresh_identity=args.fresh_identity, settle=args.settle, seed=args.seed)
+                      max_gap=args.max_gap, soon=args.soon, fresh_identity=args.fresh_identity, settle=args.settle,
+                      seed=args.seed)
     own = args.cluster_dir is None
     directory = args.cluster_dir or ROOT / ".cache" / f"chaos-{os.getpid()}"
     cluster = devcluster.up(directory, fresh=own)
