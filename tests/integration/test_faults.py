@@ -369,7 +369,7 @@ def test_a_job_with_an_impossible_quantity_fails_alone(
             text = _texts(status)
             return text if status.get("phase") in ("Failed", "Pending") and "cpu" in text else None
 
-        wait_for(explained, 30, what="the bad job to fail with a condition that names the cpu request")
+        _wait(explained, 30, "the bad job to fail with a condition that names the cpu request", operator)
         assert not job_pods(core, namespace, "negative")
 
 
