@@ -56,7 +56,6 @@ from operator_harness import (  # noqa: E402
     OperatorProcess,
     create_job,
     delete_nodes,
-    ensure_peering,
     job_manifest,
     lease_holder,
     make_fleet,
@@ -267,7 +266,7 @@ class Chaos:
         self.pick = random.Random(cfg.seed + 1)
         """Chooses among what the cluster shows (which pod to fail), which depends on timing."""
         self.tag = uuid.uuid4().hex[:5]
-        self.peering = f"chaos-{self.tag}"
+        self.election = f"chaos-{self.tag}"
         self.incarnation: list[int] = [0] * cfg.replicas
         self.procs: list[OperatorProcess] = []
         self.nodes: list[str] = []
@@ -275,11 +274,11 @@ class Chaos:
         self.takeover_s: list[float] = []
 
     def _identity(self, slot: int) -> str:
-        return f"{self.peering}-{slot}-{self.incarnation[slot]}"
+        return f"{self.election}-{slot}-{self.incarnation[slot]}"
 
     def _start(self, slot: int) -> OperatorProcess:
-        proc = replica(self.kubeconfig, self.log_dir / f"{self.peering}-{slot}.log", self._identity(slot),
-                       self.peering, priority=10 - slot)
+        proc = replica(self.kubeconfig, self.log_dir / f"{self.election}-{slot}.log", self._identity(slot),
+                       self.election)
         proc.start()
         return proc
 
@@ -287,7 +286,7 @@ class Chaos:
         """The slot holding the Lease, waiting for one (a new identity waits out the old one's Lease)."""
         deadline = time.monotonic() + self.cfg.leader_timeout
         while time.monotonic() < deadline:
-            holder = lease_holder(self.api, self.peering)
+            holder = lease_holder(self.api, self.election)
             for slot in range(len(self.procs)):
                 if holder == self._identity(slot):
                     return slot
@@ -338,7 +337,6 @@ class Chaos:
         for vendor, racks in racks_needed(manifests).items():
             self.nodes += make_fleet(self.core, f"c{self.tag}{vendor[0]}", [vendor], racks=racks,
                                      nodes_per_rack=NODES_PER_RACK)
-        ensure_peering(self.api, self.peering)
         sampler = _Sampler(self.core, t0)
         try:
             self.procs = [self._start(slot) for slot in range(cfg.replicas)]
@@ -420,8 +418,6 @@ class Chaos:
         while self.core.list_namespaced_pod(self.namespace).items and time.monotonic() < deadline:
             time.sleep(0.5)
         delete_nodes(self.core, self.nodes)
-        with contextlib.suppress(ApiException):
-            self.custom.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", self.peering)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -19,8 +17,8 @@ from operator_process import OperatorProcess  # noqa: E402
 
 from fleet import node_dict  # noqa: E402
 
-__all__ = ["OperatorProcess", "create_job", "delete_nodes", "ensure_peering", "get_job", "job_manifest", "job_pods",
-           "lease_holder", "lease_name", "make_fleet", "phase", "replica"]
+__all__ = ["OperatorProcess", "create_job", "delete_nodes", "get_job", "job_manifest", "job_pods", "lease_holder",
+           "lease_name", "make_fleet", "phase", "replica"]
 
 VENDOR_INDEX = {"huawei": 0, "nvidia": 1, "hygon": 2}
 IMAGES = {
@@ -126,62 +124,30 @@ LEASE_NAMESPACE = "default"
 """Where replicas started by `replica` keep the engine's Lease (their POD_NAMESPACE)."""
 
 
-def replica(
-    kubeconfig: Path, log: Path, identity: str, peering: str, priority: int = 0, env: dict[str, str] | None = None
-) -> OperatorProcess:
+def replica(kubeconfig: Path, log: Path, identity: str, election: str, env: dict[str, str] | None = None
+            ) -> OperatorProcess:
     """One operator replica that runs for leadership, as each pod of the chart's Deployment does: `identity`
     is its POD_NAME (its Lease holder identity and its User-Agent `suanli/<identity>`). The one place that
-    knows how leader election is switched on, so the tests follow the engine when that changes."""
+    knows how leader election is switched on, so the fault tests follow the engine when that changes."""
     return OperatorProcess(
         kubeconfig,
         log,
-        extra_args=("--peering", peering, "--priority", str(priority)),
+        extra_args=("--leader-election", election),
         env={"POD_NAME": identity, "POD_NAMESPACE": LEASE_NAMESPACE, **(env or {})},
     )
 
 
-def lease_name(peering: str) -> str:
-    """The engine's Lease for replicas started with `replica(..., peering)`."""
-    return f"{peering}-engine"
+def lease_name(election: str) -> str:
+    """The engine's Lease for replicas started with `replica(..., election)`."""
+    return f"{election}-engine"
 
 
-def lease_holder(api: client.ApiClient, peering: str) -> str | None:
-    """Who holds the engine's Lease now (None before anyone took it)."""
+def lease_holder(api: client.ApiClient, election: str) -> str | None:
+    """Who holds the engine's Lease now (None before anyone took it, or after its holder released it)."""
     try:
-        lease = client.CoordinationV1Api(api).read_namespaced_lease(lease_name(peering), LEASE_NAMESPACE)
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(lease_name(election), LEASE_NAMESPACE)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
     return str(lease.spec.holder_identity) if lease.spec and lease.spec.holder_identity else None
-
-
-def ensure_peering(api: client.ApiClient, peering: str) -> None:
-    """The ClusterKopfPeering CRD (from the chart) and the object named `peering`, for `replica`."""
-    crd = yaml.safe_load((ROOT / "helm/suanli/crds/kopf.dev_clusterkopfpeerings.yaml").read_text())
-    extensions = client.ApiextensionsV1Api(api)
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    deadline = time.monotonic() + 60
-    while not any(c.type == "Established" and c.status == "True"
-                  for c in extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the ClusterKopfPeering CRD was not Established within 60 s")
-        time.sleep(0.2)
-    while True:
-        try:
-            client.CustomObjectsApi(api).create_cluster_custom_object(
-                "kopf.dev", "v1", "clusterkopfpeerings",
-                {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}},
-            )
-            return
-        except ApiException as exc:
-            if exc.status == 409:
-                return
-            # Established can precede the resource being served for a moment.
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

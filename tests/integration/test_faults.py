@@ -29,7 +29,6 @@ from .operator_harness import (
     OperatorProcess,
     create_job,
     delete_nodes,
-    ensure_peering,
     get_job,
     job_manifest,
     job_pods,
@@ -42,20 +41,16 @@ from .operator_harness import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANNED_NODE = "suanli.io/planned-node"
-# Written by an operator replica only while it leads; anything else it may write (its Lease, kopf's peering
-# heartbeat, Events) is left out of the hand-over check.
-NOT_LEADER_WRITES = {"leases", "events", "clusterkopfpeerings", "kopfpeerings"}
+# Written by an operator replica only while it leads; what else it may write (its Lease, Events) is left out
+# of the hand-over check.
+NOT_LEADER_WRITES = {"leases", "events"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 @pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture
-def operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
-    """A fresh operator per test: a fault that wedges one must not fail the next test."""
+def fresh_operator(cluster: Any, crds_applied: list[str]) -> Iterator[OperatorProcess]:
+    """An operator of the test's own, not the module's shared one: a fault that wedges it must not fail the
+    next test."""
     proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"faults-{uuid.uuid4().hex[:6]}.log")
     proc.start()
     yield proc
@@ -247,23 +242,21 @@ class _BindWatch(threading.Thread):
 def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_cluster: devcluster.Cluster) -> None:
     api = config.new_client_from_config(config_file=str(audited_cluster.kubeconfig))
     core = client.CoreV1Api(api)
-    namespace, peering, replicas_n = "handover", "faults-handover", 256
+    namespace, election, replicas_n = "handover", "faults-handover", 256
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    ensure_peering(api, peering)
     make_fleet(core, "h", ["nvidia"], racks=4, nodes_per_rack=8)  # 256 cards: one per replica
     # Writes to pods slowed a little, so that a 256-pod gang takes long enough to freeze its binder mid-way.
     slow = Faults(latency=(0.05, 0.15), paths=r"/pods")
     with FaultProxy(audited_cluster.server, audited_cluster.dir / "pki" / "ca.crt", slow) as proxy:
         kubeconfig = proxy.write_kubeconfig(audited_cluster.kubeconfig, audited_cluster.dir / "kubeconfig-handover")
         procs = {
-            f"handover-{i}": replica(kubeconfig, audited_cluster.dir / f"handover-{i}.log", f"handover-{i}", peering,
-                                     priority=10 - i)
+            f"handover-{i}": replica(kubeconfig, audited_cluster.dir / f"handover-{i}.log", f"handover-{i}", election)
             for i in range(2)
         }
         try:
             for proc in procs.values():
                 proc.start()
-            old_id = wait_for(lambda: lease_holder(api, peering), 60, what="a Lease holder")
+            old_id = wait_for(lambda: lease_holder(api, election), 60, what="a Lease holder")
             assert old_id in procs, f"the Lease is held by {old_id!r}, not one of {sorted(procs)}"
             new_id = next(i for i in procs if i != old_id)
             watcher = _BindWatch(core, namespace, threshold=16)
@@ -274,7 +267,7 @@ def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_clust
             assert watcher.fired.wait(120), (f"{watcher.threshold} pods not bound within 120 s (watch error: "
                                              f"{watcher.error!r}); {proxy.stats()}\n{procs[old_id].tail()}")
             assert watcher.frozen_with < replicas_n, "the whole gang was bound before the leader could be frozen"
-            _wait(lambda: lease_holder(api, peering) == new_id, 90,
+            _wait(lambda: lease_holder(api, election) == new_id, 90,
                   f"{new_id} to take the Lease over from the frozen {old_id}", procs[new_id], interval=0.5)
             procs[old_id].resume()
             _wait(lambda: _gang_whole(api, core, namespace, "wide", replicas_n), 120,
@@ -296,7 +289,7 @@ def test_a_frozen_leader_never_writes_after_the_standby_takes_over(audited_clust
     takeovers = [
         _at(r["stageTimestamp"]) for r in ours[new_id]
         if (r.get("objectRef") or {}).get("resource") == "leases"
-        and (r.get("objectRef") or {}).get("name") == lease_name(peering)
+        and (r.get("objectRef") or {}).get("name") == lease_name(election)
         and r["verb"] in ("create", "update", "patch")
         and 200 <= (r.get("responseStatus") or {}).get("code", 0) < 300
         and _at(r["requestReceivedTimestamp"]) > watcher.frozen_at
@@ -348,7 +341,7 @@ def test_chaos_kill_the_leader_while_gangs_schedule_and_restart(
 
 
 def test_a_job_with_an_impossible_quantity_fails_alone(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str],
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["nvidia"], racks=1, nodes_per_rack=2)
@@ -362,14 +355,14 @@ def test_a_job_with_an_impossible_quantity_fails_alone(
         refused = exc
     create_job(api_client, namespace, job_manifest("healthy", ["nvidia"], replicas=2, per_replica=8, simulate=None))
     _wait(lambda: phase(api_client, namespace, "healthy") == "Running", 30,
-          "the healthy job to run beside the bad one", operator)
+          "the healthy job to run beside the bad one", fresh_operator)
     if refused is None:
         def explained() -> str | None:
             status = _status(api_client, namespace, "negative")
             text = _texts(status)
             return text if status.get("phase") in ("Failed", "Pending") and "cpu" in text else None
 
-        _wait(explained, 30, "the bad job to fail with a condition that names the cpu request", operator)
+        _wait(explained, 30, "the bad job to fail with a condition that names the cpu request", fresh_operator)
         assert not job_pods(core, namespace, "negative")
 
 
@@ -377,7 +370,7 @@ def test_a_job_with_an_impossible_quantity_fails_alone(
 
 
 def test_a_deleted_replica_restarts_the_whole_gang(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str],
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["nvidia"], racks=1, nodes_per_rack=4)
@@ -388,7 +381,7 @@ def test_a_deleted_replica_restarts_the_whole_gang(
     core.delete_namespaced_pod(victim, namespace)  # as kubectl delete, a drain or an eviction would
 
     restarted = _wait(lambda: (s := _status(api_client, namespace, "pair")).get("restarts") == 1 and s, 15,
-                      f"a gang restart after {victim} vanished", operator)
+                      f"a gang restart after {victim} vanished", fresh_operator)
     text = _texts(restarted)
     assert victim in text or "replica 1" in text, f"the restart does not name the vanished replica: {text}"
     wait_for(lambda: _gang_whole(api_client, core, namespace, "pair", 2), 30, what="the new gang Running")
@@ -398,7 +391,7 @@ def test_a_deleted_replica_restarts_the_whole_gang(
 
 
 def test_a_strangers_pod_that_claims_suanli_holds_no_capacity(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str],
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["nvidia"], racks=1, nodes_per_rack=1)
@@ -425,7 +418,7 @@ def test_a_strangers_pod_that_claims_suanli_holds_no_capacity(
         })
         create_job(api_client, namespace, job_manifest("owner", ["nvidia"], replicas=1, per_replica=8, simulate=None))
         _wait(lambda: _gang_whole(api_client, core, namespace, "owner", 1), 30,
-              "the job to get the node the stranger claims", operator)
+              "the job to get the node the stranger claims", fresh_operator)
         assert not core.read_namespaced_pod("squatter", other).spec.node_name, "Suanli bound a pod it did not make"
         wait_for(lambda: _events(core, other, "squatter"), 30, what="an event on the stranger's pod")
     finally:
@@ -437,7 +430,7 @@ def test_a_strangers_pod_that_claims_suanli_holds_no_capacity(
 
 @pytest.mark.parametrize("name", ["a.b", "n" + "x" * 61], ids=["dot", "62-chars"])
 def test_a_name_that_cannot_be_a_hostname_is_refused_or_fails_once(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str], name: str,
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["nvidia"], racks=1, nodes_per_rack=2)
@@ -451,7 +444,7 @@ def test_a_name_that_cannot_be_a_hostname_is_refused_or_fails_once(
         status = _status(api_client, namespace, name)
         return status if status.get("phase") == "Failed" and "name" in _texts(status) else None
 
-    first = _wait(failed, 30, f"{name!r} to fail with a condition about its name", operator)
+    first = _wait(failed, 30, f"{name!r} to fail with a condition about its name", fresh_operator)
     time.sleep(6)  # three resync periods: a looping engine would retry and rewrite status meanwhile
     assert _status(api_client, namespace, name) == first, "the failed job's status kept changing"
     assert not job_pods(core, namespace, name)
@@ -464,7 +457,7 @@ def test_a_name_that_cannot_be_a_hostname_is_refused_or_fails_once(
 
 
 def test_a_job_deleted_while_its_gang_binds_leaves_nothing_behind(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str],
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["huawei"], racks=2, nodes_per_rack=4)
@@ -508,7 +501,7 @@ class _PodLog(threading.Thread):
 
 
 def test_a_restart_deletes_the_old_gang_gracefully_and_waits_for_its_cards(
-    operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
+    fresh_operator: OperatorProcess, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str,
     nodes: list[str],
 ) -> None:
     nodes += make_fleet(core, _prefix(), ["nvidia"], racks=1, nodes_per_rack=3)
@@ -523,7 +516,7 @@ def test_a_restart_deletes_the_old_gang_gracefully_and_waits_for_its_cards(
     log = _PodLog(core, namespace, "slowstop")
     log.start()
     try:
-        _restart_onto_held_cards(operator, api_client, core, namespace, log, placed, old)
+        _restart_onto_held_cards(fresh_operator, api_client, core, namespace, log, placed, old)
     finally:
         log.watch.stop()
         for name in old:  # whatever happened, do not leave pods Terminating with no kubelet to end them
