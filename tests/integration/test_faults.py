@@ -484,20 +484,34 @@ def test_a_job_deleted_while_its_gang_binds_leaves_nothing_behind(
 
 
 class _PodLog(threading.Thread):
-    """Every watch event of the job's pods, in order: (type, name, deletionTimestamp set, grace seconds)."""
+    """Every watch event of the job's pods, in order: (type, name, deletionTimestamp set, grace seconds).
+
+    A broken watch is started again (its first events re-list the pods, Terminating ones with their grace
+    period, so nothing the test looks for is lost); `stop()` ends it."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str, job: str) -> None:
         super().__init__(name="pod-log", daemon=True)
         self.core, self.namespace, self.job = core, namespace, job
         self.events: list[tuple[str, str, bool, int | None]] = []
         self.watch = watch.Watch()
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.watch.stop()
 
     def run(self) -> None:
-        for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
-                                       label_selector=f"suanli.io/job={self.job}", timeout_seconds=120):
-            pod = event["object"]
-            self.events.append((event["type"], pod.metadata.name, pod.metadata.deletion_timestamp is not None,
-                                pod.metadata.deletion_grace_period_seconds))
+        while not self.stopped.is_set():
+            try:
+                for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
+                                               label_selector=f"suanli.io/job={self.job}", timeout_seconds=60):
+                    pod = event["object"]
+                    if isinstance(pod, client.V1Pod):
+                        self.events.append((event["type"], pod.metadata.name,
+                                            pod.metadata.deletion_timestamp is not None,
+                                            pod.metadata.deletion_grace_period_seconds))
+            except Exception:  # a dropped stream: watch again unless stopped
+                time.sleep(0.1)
 
 
 def test_a_restart_deletes_the_old_gang_gracefully_and_waits_for_its_cards(
@@ -518,7 +532,7 @@ def test_a_restart_deletes_the_old_gang_gracefully_and_waits_for_its_cards(
     try:
         _restart_onto_held_cards(fresh_operator, api_client, core, namespace, log, placed, old)
     finally:
-        log.watch.stop()
+        log.stop()
         for name in old:  # whatever happened, do not leave pods Terminating with no kubelet to end them
             try:
                 core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
