@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from operator_process import OperatorProcess  # noqa: E402
 from fleet import node_dict  # noqa: E402
 
 __all__ = ["OperatorProcess", "create_job", "delete_nodes", "get_job", "job_manifest", "job_pods", "lease_holder",
-           "lease_name", "make_fleet", "phase", "replica"]
+           "lease_name", "make_fleet", "phase", "replica", "wait_schedulable"]
 
 VENDOR_INDEX = {"huawei": 0, "nvidia": 1, "hygon": 2}
 IMAGES = {
@@ -49,6 +50,25 @@ def make_fleet(
                 core.create_node(node)
                 names.append(name)
     return names
+
+
+def wait_schedulable(core: client.CoreV1Api, names: Iterable[str], timeout: float = 60) -> None:
+    """Until kwok has made the nodes Ready and the node-lifecycle controller has lifted their not-ready taints:
+    for tests in which any pending reason would be a failure, not start-up."""
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = {
+            n.metadata.name for n in core.list_node().items
+            if n.metadata.name in wanted
+            and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            and not any(t.key.startswith("node.kubernetes.io/") for t in n.spec.taints or [])
+        }
+        if ready == wanted:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nodes not schedulable after {timeout:.0f} s: {sorted(wanted - ready)[:5]}")
+        time.sleep(0.5)
 
 
 def delete_nodes(core: client.CoreV1Api, names: Iterable[str]) -> None:

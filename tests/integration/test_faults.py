@@ -37,6 +37,7 @@ from .operator_harness import (
     make_fleet,
     phase,
     replica,
+    wait_schedulable,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +137,9 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
         operator = OperatorProcess(kubeconfig, cluster.dir / f"faults-api-{uuid.uuid4().hex[:6]}.log")
         operator.start()
         try:
-            nodes += make_fleet(core, _prefix(), ["nvidia", "huawei"], racks=2, nodes_per_rack=4)
+            fleet = make_fleet(core, _prefix(), ["nvidia", "huawei"], racks=2, nodes_per_rack=4)
+            nodes += fleet
+            wait_schedulable(core, fleet)  # a pending reason while nodes start would read as a fault below
             names = [f"g{i}" for i in range(6)]
             for i, name in enumerate(names):  # Huawei gangs also write a rank-table ConfigMap
                 vendor = ("nvidia", "huawei")[i % 2]
