@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
@@ -120,3 +121,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}; last value: {last!r}")
+
+
+def tear_down(api_client: client.ApiClient, namespace: str, nodes: list[str]) -> None:
+    """After a test: delete the namespace's jobs, wait for their pods to go, then delete the test's nodes."""
+    core = client.CoreV1Api(api_client)
+    client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
+        "suanli.io", "v1alpha1", namespace, "aitrainingjobs"
+    )
+    try:
+        wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
+    finally:
+        for name in nodes:
+            try:
+                core.delete_node(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise

@@ -19,7 +19,7 @@ from kubernetes import client
 from suanli.api import DeviceHealth, parse_node
 
 from ..unit.test_agent_support import FAKE_ENV, FIXTURES, fake_gpu_backend_dir, fake_vendor_libs, kernels_library
-from .conftest import wait_for
+from .conftest import tear_down, wait_for
 from .operator_harness import (
     OperatorProcess,
     create_job,
@@ -78,12 +78,7 @@ def test_card_failing_verification_is_taken_out_and_its_gang_restarts_elsewhere(
         restarted = [c for c in status["conditions"] if c["type"] == "Restarting"]
         assert restarted and restarted[0]["reason"] == "AcceleratorUnhealthy"
     finally:
-        custom = client.CustomObjectsApi(api_client)
-        custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", namespace, "aitrainingjobs")
-        try:
-            wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
-        finally:
-            delete_nodes(core, fleet)
+        tear_down(api_client, namespace, fleet)
 
 
 def test_slow_hung_and_crashing_cards_are_degraded_and_the_agent_finishes(

@@ -23,12 +23,11 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from .conftest import devcluster, wait_for
+from .conftest import devcluster, tear_down, wait_for
 from .faultproxy import FaultProxy, Faults
 from .operator_harness import (
     OperatorProcess,
     create_job,
-    delete_nodes,
     get_job,
     job_manifest,
     job_pods,
@@ -63,13 +62,7 @@ def nodes(api_client: client.ApiClient, core: client.CoreV1Api, namespace: str) 
     """Node names a test adds to; teardown deletes the namespace's jobs, waits for their pods, then the nodes."""
     made: list[str] = []
     yield made
-    client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
-        "suanli.io", "v1alpha1", namespace, "aitrainingjobs"
-    )
-    try:
-        wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
-    finally:
-        delete_nodes(core, made)
+    tear_down(api_client, namespace, made)
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, proc: OperatorProcess,

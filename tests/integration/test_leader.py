@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import wait_for
-from .operator_harness import OperatorProcess, create_job, delete_nodes, job_manifest, job_pods, make_fleet, phase
+from .conftest import tear_down, wait_for
+from .operator_harness import OperatorProcess, create_job, job_manifest, job_pods, make_fleet, phase
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERING = "suanli-leader-test"
@@ -60,8 +60,4 @@ def test_only_the_lease_holder_schedules_and_a_standby_takes_over(
         assert new_holder != holder
         assert len(job_pods(core, namespace, "second")) == 2
     finally:
-        client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
-            "suanli.io", "v1alpha1", namespace, "aitrainingjobs"
-        )
-        wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="pods gone")
-        delete_nodes(core, nodes)
+        tear_down(api_client, namespace, nodes)

@@ -10,11 +10,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import wait_for
+from .conftest import tear_down, wait_for
 from .operator_harness import (
     OperatorProcess,
     create_job,
-    delete_nodes,
     get_job,
     job_manifest,
     job_pods,
@@ -37,12 +36,7 @@ def fleet(
     try:
         yield names
     finally:
-        custom = client.CustomObjectsApi(api_client)
-        custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", namespace, "aitrainingjobs")
-        try:
-            wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
-        finally:
-            delete_nodes(core, names)
+        tear_down(api_client, namespace, names)
 
 
 def _env(pod: client.V1Pod) -> dict[str, str]:

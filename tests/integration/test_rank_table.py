@@ -21,8 +21,8 @@ import pytest
 from kubernetes import client
 
 from . import operator_harness
-from .conftest import wait_for
-from .operator_harness import OperatorProcess, create_job, delete_nodes, get_job, job_manifest, job_pods, phase
+from .conftest import tear_down, wait_for
+from .operator_harness import OperatorProcess, create_job, get_job, job_manifest, job_pods, phase
 
 ANNOTATION = "ascend.kubectl.kubernetes.io/ascend-910-configuration"
 
@@ -49,12 +49,7 @@ def cleanup(api_client: client.ApiClient, core: client.CoreV1Api, namespace: str
     try:
         yield nodes
     finally:
-        client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
-            "suanli.io", "v1alpha1", namespace, "aitrainingjobs")
-        try:
-            wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
-        finally:
-            delete_nodes(core, nodes)
+        tear_down(api_client, namespace, nodes)
 
 
 def _gang(core: client.CoreV1Api, namespace: str, job: str, generation: int, size: int) -> list[client.V1Pod]:
