@@ -110,6 +110,18 @@ def _gang_whole(api: client.ApiClient, core: client.CoreV1Api, namespace: str, n
     )
 
 
+def _free_cards(proc: OperatorProcess) -> dict[tuple[str, str], float]:
+    """The operator's own count of free cards per (vendor, model), from its metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.labels["vendor"], s.labels["model"]): s.value
+        for family in text_string_to_metric_families(proc.scrape())
+        for s in family.samples
+        if s.name == "suanli_accelerators" and s.labels.get("state") == "free"
+    }
+
+
 def _events(core: client.CoreV1Api, namespace: str, name: str | None = None) -> list[client.CoreV1Event]:
     selector = f"involvedObject.name={name}" if name else None
     return list(core.list_namespaced_event(namespace, field_selector=selector).items)
@@ -130,9 +142,15 @@ def test_api_errors_are_retried_without_rolling_back_a_gang(
         operator = OperatorProcess(kubeconfig, cluster.dir / f"faults-api-{uuid.uuid4().hex[:6]}.log")
         operator.start()
         try:
+            pools = (("nvidia", "H100"), ("huawei", "Ascend910B"))
+            before = _free_cards(operator)
             fleet = make_fleet(core, _prefix(), ["nvidia", "huawei"], racks=2, nodes_per_rack=4)
             nodes += fleet
-            wait_schedulable(core, fleet)  # a pending reason while nodes start would read as a fault below
+            # A pending reason while the nodes start, or before the operator's view (through the faults) has
+            # them, would read as a fault let through below.
+            wait_schedulable(core, fleet)
+            _wait(lambda: all(_free_cards(operator).get(pool, 0) >= before.get(pool, 0) + 64 for pool in pools),
+                  60, "the operator to see the new nodes' 64 cards per vendor free", operator)
             names = [f"g{i}" for i in range(6)]
             for i, name in enumerate(names):  # Huawei gangs also write a rank-table ConfigMap
                 vendor = ("nvidia", "huawei")[i % 2]
