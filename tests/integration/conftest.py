@@ -108,6 +108,11 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
+    # Jobs first: a namespace takes a while to terminate, and its jobs would meanwhile still be scheduled by
+    # later modules' operators (their pods refused in a terminating namespace).
+    client.CustomObjectsApi(api_client).delete_collection_namespaced_custom_object(
+        "suanli.io", "v1alpha1", name, "aitrainingjobs"
+    )
     core.delete_namespace(name, propagation_policy="Background")
 
 

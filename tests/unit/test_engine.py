@@ -471,3 +471,24 @@ def test_ready_replicas_is_written_at_most_once_a_second_per_job(setup: tuple[Co
     engine.reconcile_queued()
     assert fake.job("ns", "gang")["status"]["readyReplicas"] == 4, "the final count lands within a second"
     assert len(fake.status_log) - writes == 1, "in one write"
+
+
+def test_a_job_whose_gang_cannot_be_made_does_not_preempt_others(setup: tuple[Controller, FakeKube]) -> None:
+    """A job whose pods are refused (namespace being deleted, quota, admission) must not restart other gangs
+    for room it cannot use — again and again, at every back-off."""
+    engine, fake = setup
+    refused = ApiException(status=403, reason="Forbidden")
+    fake.fail = lambda verb, plural, name: refused if plural == "pods" and name.startswith("doomed") else None
+    submit(engine, fake, job("doomed", replicas=4, priority=100))
+    cycle(engine, fake)
+    assert fake.job("ns", "doomed")["status"]["reason"] == "BindFailed"
+    submit(engine, fake, job("victim", replicas=4))
+    cycle(engine, fake)
+    assert phase(fake, "victim") == "Running"
+    for _ in range(3):  # its back-off over, it is planned again and again: no room, and no preemption
+        engine.scheduler._retry_at.clear()
+        engine.on_node("MODIFIED", node_dict("extra", 2, "r9", "z9", "region-b"))  # an inventory change
+        cycle(engine, fake)
+        assert not [d for d in fake.deletes if d[1].startswith("victim")], "the running gang is left alone"
+    assert phase(fake, "victim") == "Running"
+    assert fake.job("ns", "doomed")["status"]["reason"] == "Unschedulable"

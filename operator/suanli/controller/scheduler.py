@@ -176,8 +176,13 @@ class Scheduler:
         if isinstance(outcome, Unplaceable):
             with self._lock:
                 self._tried[key] = (snapshot.generation, str(raw["metadata"].get("resourceVersion")))
-            if self.settings.preemption and job.spec.priority > PRIORITY_MIN and self._preempt(key, job, request,
-                                                                                                  snapshot):
+            # A job whose gang could not be made (its namespace is being deleted, a quota or admission refuses
+            # its pods) must not restart other gangs for room it cannot use: it preempts again only once it
+            # has bound.
+            with self._lock:
+                failed_to_bind = self._failures.get(key, 0) > 0 or job.status.reason == "BindFailed"
+            may_preempt = self.settings.preemption and job.spec.priority > PRIORITY_MIN and not failed_to_bind
+            if may_preempt and self._preempt(key, job, request, snapshot):
                 return
             message = outcome.summary + "".join(
                 f"\n- {c.describe()}: {'; '.join(r)}" for c, r in zip(request.candidates, outcome.reasons, strict=False)
