@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 
 import devcluster  # noqa: E402
 from operator_process import OperatorProcess  # noqa: E402
+
+from .operator_harness import delete_nodes  # noqa: E402
 
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -137,9 +138,4 @@ def tear_down(api_client: client.ApiClient, namespace: str, nodes: list[str]) ->
     try:
         wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, what="the test's pods to go")
     finally:
-        for name in nodes:
-            try:
-                core.delete_node(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+        delete_nodes(core, nodes)

@@ -91,19 +91,6 @@ class FakeKube:
             raise ApiException(status=404, reason="NotFound")
         return copy.deepcopy(found)
 
-    def replace(self, ns: str, plural: str, name: str, body: Obj) -> Obj:
-        self._check("update", plural, name)
-        with self._lock:
-            current = self.objects.get((plural, ns, name))
-            if current is None:
-                raise ApiException(status=404, reason="NotFound")
-            if body["metadata"].get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
-                raise ApiException(status=409, reason="Conflict")
-            stored = copy.deepcopy(body)
-            stored["metadata"].update(uid=current["metadata"]["uid"], resourceVersion=str(next(self._rv)))
-            self.objects[(plural, ns, name)] = stored
-        return copy.deepcopy(stored)
-
     def merge_patch(self, ns: str, plural: str, name: str, patch: Obj) -> Obj:
         self._check("patch", plural, name)
         with self._lock:

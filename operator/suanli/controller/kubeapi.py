@@ -231,10 +231,6 @@ class KubeApi:
     def read(self, ns: str, plural: str, name: str) -> Body:
         return self.request("GET", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}") or {}
 
-    def replace(self, ns: str, plural: str, name: str, body: Body) -> Body:
-        """PUT a core/v1 object; with metadata.resourceVersion set, a 409 says someone changed it first."""
-        return self.request("PUT", f"/api/v1/namespaces/{_q(ns)}/{plural}/{_q(name)}", body) or {}
-
     def merge_patch(self, ns: str, plural: str, name: str, patch: Body) -> Body:
         return (
             self.request(
