@@ -492,3 +492,23 @@ def test_a_job_whose_gang_cannot_be_made_does_not_preempt_others(setup: tuple[Co
         assert not [d for d in fake.deletes if d[1].startswith("victim")], "the running gang is left alone"
     assert phase(fake, "victim") == "Running"
     assert fake.job("ns", "doomed")["status"]["reason"] == "Unschedulable"
+
+
+def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[Controller, FakeKube]) -> None:
+    """Stopping mid-bind neither rolls the gang back nor marks it BindFailed: its plan is persisted, and the
+    next leader resumes it (the 5,000-node bench logged 'failed to bind, rolling back' for gangs cut short
+    by SIGTERM)."""
+    engine, fake = setup
+
+    def stop_after_two_binds(verb: str, plural: str, name: str) -> None:
+        if verb == "bind" and fake.bindings == 2:
+            engine.binder.stop()
+
+    fake.after = stop_after_two_binds
+    submit(engine, fake, job())
+    engine.schedule()
+    engine.drain()
+    assert [s["phase"] for s in fake.status_log] == ["Scheduling"], "nothing written after the plan"
+    assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
+    assert engine.metrics.bind_failures._value.get() == 0
+    assert not engine.binder.busy(("ns", "gang"))

@@ -43,6 +43,11 @@ class BindError(RuntimeError):
     """A pod or object of the gang could not be made where and as the plan says."""
 
 
+class Stopping(RuntimeError):
+    """The operator is shutting down: a gang in flight is left as its status says, for the next leader to
+    resume (its plan is persisted), rather than rolled back and marked BindFailed on the way out."""
+
+
 class JobGone(RuntimeError):
     """The job was deleted (or re-created under the same name) while its gang was being bound."""
 
@@ -72,6 +77,7 @@ class Binder:
         self._busy: set[JobKey] = set()
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def busy(self, key: JobKey) -> bool:
         with self._lock:
@@ -93,6 +99,7 @@ class Binder:
         wait(pending, timeout=timeout)
 
     def stop(self) -> None:
+        self._stopping.set()
         self._gangs.shutdown(wait=False, cancel_futures=True)
         self._requests.shutdown(wait=False, cancel_futures=True)
 
@@ -105,6 +112,9 @@ class Binder:
             outcome = self._bind_gang(job, slots, plan)
         except NotLeader:
             log.info("gang %s/%s: leadership lapsed; stopping without writing", *key)
+            self.cache.forget(key)
+        except Stopping:
+            log.info("gang %s/%s: operator stopping; the next leader resumes it from its status", *key)
             self.cache.forget(key)
         except Exception:
             log.exception("gang %s/%s: binding crashed; it is resumed from its status", *key)
@@ -139,7 +149,7 @@ class Binder:
                 self._reset_rank_table(job, slots)
             self._parallel(lambda pod: self._create_and_bind(job, pod, uid, created), pods)
             self._check_alive(key, uid)
-        except NotLeader:
+        except (NotLeader, Stopping):
             raise
         except JobGone:
             log.info("gang %s/%s: job deleted while binding; removing what was made", *key)
@@ -283,11 +293,20 @@ class Binder:
 
     def _parallel(self, fn: Callable[[T], object], items: Iterable[T]) -> None:
         """Run fn over items on the request pool; re-raise the first failure after all finish."""
-        futures = [self._requests.submit(fn, item) for item in items]
-        errors = [f.exception() for f in futures]
+        futures = []
+        for item in items:
+            if self._stopping.is_set():
+                break
+            try:
+                futures.append(self._requests.submit(fn, item))
+            except RuntimeError:  # the pool shut down under us
+                break
+        errors = [f.exception() if not f.cancelled() else None for f in futures]
         for err in errors:
             if isinstance(err, NotLeader):
                 raise err
+        if self._stopping.is_set():
+            raise Stopping("operator stopping")
         for err in errors:
             if err is not None:
                 raise err
