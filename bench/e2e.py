@@ -66,6 +66,7 @@ NAMESPACE = "bench"
 SCHEDULERS = ("suanli", "kube-scheduler", "trivial")
 UNTHROTTLED = (5000.0, 10000)
 """kube-scheduler's client limits when none is asked: scheduler_perf's, far above what one API server takes."""
+PROFILES = ROOT / ".cache" / "bench-profiles"
 GROUP_LABEL = {"suanli": "suanli.io/job", "kube-scheduler": "group", "trivial": "group"}
 
 
@@ -78,6 +79,40 @@ def make_nodes(kube: KubeApi, count: int, creators: int) -> None:
 
     with ThreadPoolExecutor(creators) as pool:
         list(pool.map(create, range(count)))
+
+
+def warm_up(kube: KubeApi, core: client.CoreV1Api, nodes: int, pods: int, creators: int) -> float:
+    """Create ``pods`` pods already bound (``spec.nodeName``: no scheduler), let kwok run them, delete them.
+
+    The API server sizes each resource's watch cache, and the buffer of every watcher, from the event rate it
+    has seen: a fresh one closes watchers that fall behind the first burst (apiserver_terminated_watchers_total)
+    and kwok then re-watches from resourceVersion 0, i.e. receives every pod again. Without this, whichever
+    scheduler runs first pays for that (Suanli did, 56 closed pod watchers in its phase against 0-4 in later
+    phases). Returns the seconds it took."""
+    t0 = time.monotonic()
+
+    def create(i: int) -> None:
+        kube.create(NAMESPACE, "pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"warmup-{i:05d}", "labels": {"bench": "warmup"}},
+            "spec": {"nodeName": f"bn-{i % nodes:05d}", "restartPolicy": "Never",
+                     "containers": [{"name": "c", "image": "bench:1", "resources": {"requests": {"cpu": "10m"}}}]},
+        })
+
+    with ThreadPoolExecutor(creators) as pool:
+        list(pool.map(create, range(pods)))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        listed = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=bench%3Dwarmup") or {}
+        if sum((p.get("status") or {}).get("phase") == "Running" for p in listed.get("items") or []) >= pods:
+            break
+        time.sleep(1)
+    core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=warmup", grace_period_seconds=0)
+    while core.list_namespaced_pod(NAMESPACE, label_selector="bench=warmup", limit=1).items:
+        if time.monotonic() > deadline:
+            raise TimeoutError("warm-up pods still there after 300 s")
+        time.sleep(1)
+    return time.monotonic() - t0
 
 
 def wait_nodes_schedulable(core: client.CoreV1Api, count: int, timeout: float = 600) -> None:
@@ -223,6 +258,67 @@ def histogram_quantiles(text: str, name: str, since: str = "",
     return out
 
 
+APISERVER_COUNTERS = {
+    "apiserver_request_total": ("verb", "resource", "subresource"),
+    "apiserver_watch_events_total": ("resource",),
+    "apiserver_watch_events_sizes_sum": ("resource",),
+    "apiserver_terminated_watchers_total": ("resource",),
+}
+"""The API server's own counters the bench reads per phase: requests by verb and resource (every client:
+the scheduler, the bench, kwok, the controller manager), and watch events and their bytes sent, by resource."""
+
+
+def apiserver_counters(api: client.ApiClient) -> dict[str, dict[str, float]]:
+    """A scrape of the API server's /metrics reduced to :data:`APISERVER_COUNTERS`, label values joined."""
+    cfg = api.configuration
+    headers = {str(a["key"]): str(a["value"]) for a in cfg.auth_settings().values()
+               if a.get("in") == "header" and a.get("value")}
+    response = api.rest_client.pool_manager.request("GET", f"{str(cfg.host).rstrip('/')}/metrics", headers=headers)
+    out: dict[str, dict[str, float]] = {name: defaultdict(float) for name in APISERVER_COUNTERS}
+    for line in response.data.decode().splitlines():
+        name = line.split("{", 1)[0]
+        if name in APISERVER_COUNTERS and "{" in line:
+            labels = _labels(line)
+            key = " ".join(labels.get(k, "") for k in APISERVER_COUNTERS[name]).strip()
+            out[name][key] += float(line.split()[-1])
+    return out
+
+
+def capture_cpu_profile(api: client.ApiClient, seconds: float, path: Path) -> threading.Thread:
+    """The API server's Go CPU profile (/debug/pprof/profile) for ``seconds`` from now, written to ``path`` by a
+    thread; read it with `go tool pprof -top <path>`."""
+    cfg = api.configuration
+    headers = {str(a["key"]): str(a["value"]) for a in cfg.auth_settings().values()
+               if a.get("in") == "header" and a.get("value")}
+    url = f"{str(cfg.host).rstrip('/')}/debug/pprof/profile?seconds={max(1, round(seconds))}"
+
+    def fetch() -> None:
+        response = api.rest_client.pool_manager.request("GET", url, headers=headers, preload_content=True,
+                                                        timeout=seconds + 30)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(response.data)
+
+    thread = threading.Thread(target=fetch, name="pprof", daemon=True)
+    thread.start()
+    return thread
+
+
+def apiserver_profile(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                      groups: int) -> dict[str, dict[str, float]]:
+    """What the API server did per group during a phase: requests by verb and resource, watch events and
+    watch KiB sent by resource (only what at least 0.05 per group), and how many watchers the API server closed
+    for falling behind (each one re-lists or re-watches: kwok from resourceVersion 0, all its pods again)."""
+    def per_group(name: str, scale: float = 1.0) -> dict[str, float]:
+        delta = {k: (v - before[name].get(k, 0.0)) * scale / groups for k, v in after[name].items()}
+        return {k: round(v, 2) for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+    return {"requests": per_group("apiserver_request_total"),
+            "watch_events": per_group("apiserver_watch_events_total"),
+            "watch_kib": per_group("apiserver_watch_events_sizes_sum", 1 / 1024),
+            "watchers_closed_unresponsive": {k: round(v - before["apiserver_terminated_watchers_total"].get(k, 0.0))
+                                             for k, v in after["apiserver_terminated_watchers_total"].items()
+                                             if v - before["apiserver_terminated_watchers_total"].get(k, 0.0) > 0}}
+
+
 def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -259,13 +355,14 @@ Submit = Callable[[int], None]
 
 
 def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: Callable[[], int], submit: Submit,
-            args: argparse.Namespace, rate: float | None) -> dict[str, Any]:
+            args: argparse.Namespace, rate: float | None, tag: str = "") -> dict[str, Any]:
     """One phase: ``start()`` the scheduler (returns its pid) and submit the groups — all at once from
     ``--creators`` threads, one every 1/rate seconds, or (``--backlog``) all before the scheduler starts —
     wait until every group is whole, and summarise binds and the CPU each process used meanwhile."""
     groups = args.jobs if rate is None else max(1, round(rate * args.duration))
     pids = {**pids, "bench": os.getpid()}  # this process: the creating client and the bind recorder
     recorder = BindRecorder(api, GROUP_LABEL[scheduler], args.replicas)
+    counters0 = apiserver_counters(api)
     created: dict[str, float] = {}
     submitted: list[float] = []
     late: list[float] = []
@@ -303,11 +400,16 @@ def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: 
         pid = start()
         pids = {**pids, scheduler: pid}
         cpu0 = cpu_seconds(pids)
+        if args.pprof:
+            profiling = capture_cpu_profile(api, args.pprof, PROFILES / f"apiserver-{tag or scheduler}.pprof")
         t_submit = submit_all()
     submit_s = max(submitted, default=t_submit) - t_submit
     done = recorder.wait(groups, args.timeout)
     recorder.stop()
     cpu1 = cpu_seconds(pids)
+    counters1 = apiserver_counters(api)
+    if args.pprof and not args.backlog:
+        profiling.join()
     # With a backlog the clock starts at the first bind: creation and the scheduler's start are not its work.
     t0 = min((t for t, _, _ in recorder.groups.bound.values()), default=t_submit) if args.backlog else t_submit
     result = summarize({} if args.backlog else created, recorder.groups, groups, t0)
@@ -319,6 +421,7 @@ def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: 
         cpu_s=cpu, total_cpu_s=round(sum(cpu.values()), 1),
         apiserver_cpu_ms_per_pod=round(cpu.get("kube-apiserver", 0.0) * 1000 / pods, 2),
         scheduler_cpu_ms_per_pod=round(cpu.get(scheduler, 0.0) * 1000 / pods, 2),
+        apiserver=apiserver_profile(counters0, counters1, groups),
     )
     if late:
         result["max_submit_late_s"] = round(max(late), 3)  # how far the client fell behind the schedule
@@ -399,13 +502,26 @@ def wait_ready(port: int, log: Path, proc: subprocess.Popen[bytes], timeout: flo
     raise TimeoutError(f"{log.name}: /readyz not ok after {timeout:.0f} s")
 
 
-def clean(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
-    """Remove every job and pod of the previous phase and wait until the namespace has no pods."""
-    custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs")
-    core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
-    deadline = time.monotonic() + 180
-    while core.list_namespaced_pod(NAMESPACE, limit=1).items and time.monotonic() < deadline:
-        time.sleep(0.5)
+def clean(core: client.CoreV1Api, custom: client.CustomObjectsApi, timeout: float = 900) -> None:
+    """Remove every job and pod of the previous phase and wait until the namespace has no pods.
+
+    Deleting 8,000 pods in one call outlasts the API server's 60 s request timeout (504: it stops part-way),
+    so the deletes are repeated until nothing is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            custom.delete_collection_namespaced_custom_object("suanli.io", "v1alpha1", NAMESPACE, "aitrainingjobs")
+            core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
+        except client.ApiException as exc:
+            if exc.status not in (429, 500, 503, 504) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+            continue
+        if not core.list_namespaced_pod(NAMESPACE, limit=1).items:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pods of the previous phase still there after {timeout:.0f} s")
+        time.sleep(1)
 
 
 def suanli_supports_qps() -> bool:
@@ -448,7 +564,7 @@ def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient
             kube.create(NAMESPACE, "pods", plain_pod(i, r, args.per_replica, scheduler_name))
 
     try:
-        result = measure(api, scheduler, dict(cluster.pids), start, submit_group, args, rate)
+        result = measure(api, scheduler, dict(cluster.pids), start, submit_group, args, rate, tag)
     finally:
         for proc in procs:
             proc.terminate()
@@ -465,7 +581,10 @@ def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient
 
 def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argparse.Namespace, qps: float | None,
                  rate: float | None, tag: str) -> dict[str, Any]:
-    env = {} if qps is None else {"SUANLI_API_QPS": f"{qps:g}", "SUANLI_API_BURST": str(int(qps * 2))}
+    # As deployed: the settings' defaults, not the tests' 2 s resync that OperatorProcess sets.
+    env = {"SUANLI_RESYNC_SECONDS": f"{OperatorSettings.resync_seconds:g}"}
+    if qps is not None:
+        env.update(SUANLI_API_QPS=f"{qps:g}", SUANLI_API_BURST=str(int(qps * 2)))
     if qps is not None and not suanli_supports_qps():  # hold its client from outside (bench/throttle)
         env.update(BENCH_THROTTLE_QPS=f"{qps:g}", BENCH_THROTTLE_BURST=str(int(qps * 2)),
                    PYTHONPATH=os.pathsep.join([str(ROOT / "bench" / "throttle"), str(ROOT / "operator")]))
@@ -485,7 +604,7 @@ def suanli_phase(cluster: Any, api: client.ApiClient, kube: KubeApi, args: argpa
                      job_body(i, args.replicas, args.per_replica))
 
     try:
-        result = measure(api, "suanli", dict(cluster.pids), start, submit_job, args, rate)
+        result = measure(api, "suanli", dict(cluster.pids), start, submit_job, args, rate, tag)
         assert operator.proc is not None
         result.update(memory_mib(operator.proc.pid))
         text = operator.scrape()
@@ -584,8 +703,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         t_nodes = time.monotonic()
         make_nodes(kube, args.nodes, args.creators)
-        wait_nodes_schedulable(core, args.nodes)
+        wait_nodes_schedulable(core, args.nodes, timeout=max(600.0, args.nodes * 0.25))
         node_setup_s = time.monotonic() - t_nodes
+        warmup_s = warm_up(kube, core, args.nodes, args.warmup, args.creators) if args.warmup else 0.0
         for qps in args.qps:
             for rate in args.rate:
                 entry: dict[str, Any] = {"qps": "unlimited" if qps is None else qps, "rate": rate}
@@ -593,6 +713,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     tag = f"{scheduler}-q{qps or 0:g}-r{rate or 0:g}"
                     entry[scheduler.replace("-", "_")] = run_phase(
                         scheduler, cluster, bin_dir, api, kube, args, qps, rate, tag)
+                    # Each phase as it ends, on stderr: a long run that fails later keeps what it measured.
+                    print(json.dumps({"phase": tag, **entry[scheduler.replace("-", "_")]}), file=sys.stderr,
+                          flush=True)
                     clean(core, custom)
                 settings.append(entry)
     finally:
@@ -603,7 +726,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "jobs": args.jobs if args.rate == [None] else None,
         "mode": "backlog" if args.backlog else "all at once" if args.rate == [None] else
         f"open loop for {args.duration:g} s",
-        "node_setup_s": round(node_setup_s, 1), "cpu_count": os.cpu_count(),
+        "node_setup_s": round(node_setup_s, 1), "warmup_pods": args.warmup, "warmup_s": round(warmup_s, 1),
+        "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
     }
     for scheduler in args.schedulers:
@@ -658,6 +782,13 @@ def main() -> int:
     parser.add_argument("--binder-workers", type=int, default=64,
                         help="the trivial binder's parallel binds (default 64, Suanli's bind_workers)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for every group whole")
+    parser.add_argument("--warmup", type=int, default=None, metavar="PODS",
+                        help="pods created bound and deleted before the first phase, so the API server's watch "
+                             "cache is sized as in a running cluster for every phase alike (default: the pods of "
+                             "one phase, at most 2,000; 0 skips it)")
+    parser.add_argument("--pprof", type=float, default=0, metavar="SECONDS",
+                        help="capture the API server's CPU profile for the first SECONDS of each phase into "
+                             ".cache/bench-profiles/apiserver-<phase>.pprof (go tool pprof -top FILE)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     try:
@@ -669,6 +800,9 @@ def main() -> int:
         args.rate = [None] if args.rate is None else parse_list(args.rate, allow_unlimited=False)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    if args.warmup is None:
+        per_phase = args.jobs if args.rate == [None] else max(args.rate) * args.duration
+        args.warmup = int(min(2000, per_phase * args.replicas))
     if args.backlog and args.rate != [None]:
         parser.error("--backlog creates every group up front: it cannot be combined with --rate")
     if args.nodes < 1 or args.jobs < 1 or args.replicas < 1 or args.duration <= 0 or args.creators < 1:

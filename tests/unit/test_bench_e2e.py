@@ -190,3 +190,53 @@ def test_watch_lag_counts_only_what_the_phase_observed() -> None:
     # pods: 50 new events, all within 0.01 s; nodes: 50 new ones, all slower than 1 s
     assert e2e.histogram_quantiles(HISTOGRAM, "suanli_watch_lag_seconds", since=earlier) == {
         "count": 100, "p50_s": 0.01, "p99_s": "inf"}
+
+
+def test_the_api_servers_own_counters_are_reduced_per_group_with_closed_watchers() -> None:
+    before = {"apiserver_request_total": {"POST pods": 10.0, "PATCH aitrainingjobs status": 4.0},
+              "apiserver_watch_events_total": {"pods": 100.0},
+              "apiserver_watch_events_sizes_sum": {"pods": 1024.0 * 10},
+              "apiserver_terminated_watchers_total": {"pods": 2.0}}
+    after = {"apiserver_request_total": {"POST pods": 90.0, "PATCH aitrainingjobs status": 24.0, "GET x": 10.1},
+             "apiserver_watch_events_total": {"pods": 1100.0},
+             "apiserver_watch_events_sizes_sum": {"pods": 1024.0 * 210},
+             "apiserver_terminated_watchers_total": {"pods": 9.0, "nodes": 0.0}}
+    profile = e2e.apiserver_profile(before, after, groups=10)
+    assert profile["requests"] == {"POST pods": 8.0, "PATCH aitrainingjobs status": 2.0, "GET x": 1.01}
+    assert list(profile["requests"]) == ["POST pods", "PATCH aitrainingjobs status", "GET x"], "largest first"
+    assert profile["watch_events"] == {"pods": 100.0} and profile["watch_kib"] == {"pods": 20.0}
+    assert profile["watchers_closed_unresponsive"] == {"pods": 7}, "only what closed during the phase"
+
+
+def test_cleaning_repeats_a_delete_the_api_server_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting 8,000 pods in one call ran into the API server's 60 s timeout (504) and ended a 5,000-node run
+    after both phases had been measured."""
+    from kubernetes import client
+
+    calls: list[str] = []
+    left = [3]
+
+    class Core:
+        def delete_collection_namespaced_pod(self, ns: str, **_: Any) -> None:
+            calls.append("pods")
+            if len(calls) == 1:
+                raise client.ApiException(status=504, reason="Timeout")
+
+        def list_namespaced_pod(self, ns: str, **_: Any) -> Any:
+            left[0] -= 1
+            return type("L", (), {"items": [object()] if left[0] > 0 else []})()
+
+    class Custom:
+        def delete_collection_namespaced_custom_object(self, *a: Any) -> None:
+            calls.append("jobs")
+
+    monkeypatch.setattr(e2e.time, "sleep", lambda s: None)
+    e2e.clean(Core(), Custom())  # type: ignore[arg-type]
+    assert calls.count("pods") >= 2 and left[0] <= 0
+
+    class Refusing(Core):
+        def delete_collection_namespaced_pod(self, ns: str, **_: Any) -> None:
+            raise client.ApiException(status=403, reason="Forbidden")
+
+    with pytest.raises(client.ApiException):
+        e2e.clean(Refusing(), Custom())  # type: ignore[arg-type]
