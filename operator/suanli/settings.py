@@ -44,6 +44,7 @@ class OperatorSettings:
             scheduler_name=os.environ.get("SUANLI_SCHEDULER_NAME", cls.scheduler_name),
             resync_seconds=float(os.environ.get("SUANLI_RESYNC_SECONDS", cls.resync_seconds)),
             bind_workers=int(os.environ.get("SUANLI_BIND_WORKERS", cls.bind_workers)),
+            gang_workers=int(os.environ.get("SUANLI_GANG_WORKERS", cls.gang_workers)),
             metrics_port=int(os.environ.get("SUANLI_METRICS_PORT", cls.metrics_port)),
             peering=os.environ.get("SUANLI_PEERING") or None,
             preemption=_flag(os.environ.get("SUANLI_PREEMPTION"), cls.preemption),
