@@ -512,3 +512,37 @@ def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[C
     assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
     assert engine.metrics.bind_failures._value.get() == 0
     assert not engine.binder.busy(("ns", "gang"))
+
+
+def test_a_strangers_service_of_the_jobs_name_fails_the_gang_before_any_pod(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    """The Service goes out alongside the plan write, but pods still wait for it: a name taken by someone else
+    rolls the gang back with the reason, and no pod is ever made."""
+    engine, fake = setup
+    fake.objects[("services", "ns", "gang")] = {"metadata": {"name": "gang", "namespace": "ns", "uid": "other"}}
+    submit(engine, fake, job(replicas=2))
+    engine.schedule()
+    engine.drain()
+    status = fake.job("ns", "gang")["status"]
+    assert status["reason"] == "BindFailed" and "service ns/gang already exists" in status["message"]
+    assert not [c for c in fake.calls if c[1] == "pods"], "no pod created"
+    assert fake.objects[("services", "ns", "gang")]["metadata"]["uid"] == "other", "the stranger's Service stays"
+
+
+def test_a_plan_refused_with_a_conflict_makes_no_pod(setup: tuple[Controller, FakeKube]) -> None:
+    """The job changed between planning and persisting the plan: nothing but its own Service is made, and it
+    is planned again from the new version."""
+    engine, fake = setup
+    conflict = ApiException(status=409, reason="Conflict")
+    fake.fail = lambda verb, plural, name: conflict if plural == "aitrainingjobs/status" else None
+    submit(engine, fake, job(replicas=2))
+    engine.schedule()
+    engine.drain()
+    assert fake.pods() == {} and fake.status_log == []
+    assert free_cards(engine) == 32, "the assumption is forgotten"
+    services = [k for k in fake.objects if k[0] == "services"]
+    assert services == [("services", "ns", "gang")], "only the job's own Service, reused next time"
+    fake.fail = lambda *_: None
+    cycle(engine, fake)
+    assert phase(fake, "gang") == "Running"
