@@ -265,17 +265,23 @@ APISERVER_COUNTERS = {
     "apiserver_terminated_watchers_total": ("resource",),
 }
 """The API server's own counters the bench reads per phase: requests by verb and resource (every client:
-the scheduler, the bench, kwok, the controller manager), and watch events and their bytes sent, by resource."""
+the scheduler, the bench, kwok, the controller manager), watch events and their bytes sent, and watchers it
+closed for falling behind, by resource."""
+
+
+def _get_raw(api: client.ApiClient, path: str, timeout: float | None = None) -> bytes:
+    """GET a non-JSON endpoint of the API server (/metrics, /debug/pprof) with the client's credentials."""
+    cfg = api.configuration
+    headers = {str(a["key"]): str(a["value"]) for a in cfg.auth_settings().values()
+               if a.get("in") == "header" and a.get("value")}
+    return bytes(api.rest_client.pool_manager.request("GET", f"{str(cfg.host).rstrip('/')}{path}", headers=headers,
+                                                      timeout=timeout).data)
 
 
 def apiserver_counters(api: client.ApiClient) -> dict[str, dict[str, float]]:
     """A scrape of the API server's /metrics reduced to :data:`APISERVER_COUNTERS`, label values joined."""
-    cfg = api.configuration
-    headers = {str(a["key"]): str(a["value"]) for a in cfg.auth_settings().values()
-               if a.get("in") == "header" and a.get("value")}
-    response = api.rest_client.pool_manager.request("GET", f"{str(cfg.host).rstrip('/')}/metrics", headers=headers)
     out: dict[str, dict[str, float]] = {name: defaultdict(float) for name in APISERVER_COUNTERS}
-    for line in response.data.decode().splitlines():
+    for line in _get_raw(api, "/metrics").decode().splitlines():
         name = line.split("{", 1)[0]
         if name in APISERVER_COUNTERS and "{" in line:
             labels = _labels(line)
@@ -287,16 +293,10 @@ def apiserver_counters(api: client.ApiClient) -> dict[str, dict[str, float]]:
 def capture_cpu_profile(api: client.ApiClient, seconds: float, path: Path) -> threading.Thread:
     """The API server's Go CPU profile (/debug/pprof/profile) for ``seconds`` from now, written to ``path`` by a
     thread; read it with `go tool pprof -top <path>`."""
-    cfg = api.configuration
-    headers = {str(a["key"]): str(a["value"]) for a in cfg.auth_settings().values()
-               if a.get("in") == "header" and a.get("value")}
-    url = f"{str(cfg.host).rstrip('/')}/debug/pprof/profile?seconds={max(1, round(seconds))}"
-
     def fetch() -> None:
-        response = api.rest_client.pool_manager.request("GET", url, headers=headers, preload_content=True,
-                                                        timeout=seconds + 30)
+        profile = _get_raw(api, f"/debug/pprof/profile?seconds={max(1, round(seconds))}", timeout=seconds + 30)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(response.data)
+        path.write_bytes(profile)
 
     thread = threading.Thread(target=fetch, name="pprof", daemon=True)
     thread.start()
@@ -390,25 +390,29 @@ def measure(api: client.ApiClient, scheduler: str, pids: dict[str, int], start: 
                     future.result()
         return t0
 
+    profile_path = PROFILES / f"apiserver-{tag or scheduler}.pprof"
+    profiling: threading.Thread | None = None
     if args.backlog:
         t_submit = submit_all()
         cpu0 = cpu_seconds(pids)
         pid = start()
         pids = {**pids, scheduler: pid}
         cpu0.update(cpu_seconds({scheduler: pid}))  # from ready on, as for the others
+        if args.pprof:
+            profiling = capture_cpu_profile(api, args.pprof, profile_path)
     else:
         pid = start()
         pids = {**pids, scheduler: pid}
         cpu0 = cpu_seconds(pids)
         if args.pprof:
-            profiling = capture_cpu_profile(api, args.pprof, PROFILES / f"apiserver-{tag or scheduler}.pprof")
+            profiling = capture_cpu_profile(api, args.pprof, profile_path)
         t_submit = submit_all()
     submit_s = max(submitted, default=t_submit) - t_submit
     done = recorder.wait(groups, args.timeout)
     recorder.stop()
     cpu1 = cpu_seconds(pids)
     counters1 = apiserver_counters(api)
-    if args.pprof and not args.backlog:
+    if profiling is not None:
         profiling.join()
     # With a backlog the clock starts at the first bind: creation and the scheduler's start are not its work.
     t0 = min((t for t, _, _ in recorder.groups.bound.values()), default=t_submit) if args.backlog else t_submit
@@ -805,6 +809,8 @@ def main() -> int:
         args.warmup = int(min(2000, per_phase * args.replicas))
     if args.backlog and args.rate != [None]:
         parser.error("--backlog creates every group up front: it cannot be combined with --rate")
+    if args.warmup < 0 or args.pprof < 0:
+        parser.error("--warmup and --pprof must be 0 (off) or above")
     if args.nodes < 1 or args.jobs < 1 or args.replicas < 1 or args.duration <= 0 or args.creators < 1:
         parser.error("--nodes, --jobs, --replicas, --creators and --duration must be above 0")
     result = run(args)
