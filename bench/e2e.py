@@ -60,6 +60,7 @@ from operator_process import OperatorProcess  # noqa: E402
 from fleet import _VENDORS, node_dict  # noqa: E402
 from suanli.controller.informer import Informer  # noqa: E402
 from suanli.controller.kubeapi import KubeApi  # noqa: E402
+from suanli.render.gang import JOB_LABEL  # noqa: E402
 from suanli.settings import OperatorSettings  # noqa: E402
 
 NAMESPACE = "bench"
@@ -507,7 +508,8 @@ def wait_ready(port: int, log: Path, proc: subprocess.Popen[bytes], timeout: flo
 
 
 def clean(core: client.CoreV1Api, custom: client.CustomObjectsApi, timeout: float = 900) -> None:
-    """Remove every job and pod of the previous phase and wait until the namespace has no pods.
+    """Remove every job and pod of the previous phase and wait until the namespace has no pods, and no
+    Service or rank table left for the garbage collector.
 
     Deleting 8,000 pods in one call outlasts the API server's 60 s request timeout (504: it stops part-way),
     so the deletes are repeated until nothing is left."""
@@ -521,7 +523,11 @@ def clean(core: client.CoreV1Api, custom: client.CustomObjectsApi, timeout: floa
                 raise
             time.sleep(1)
             continue
-        if not core.list_namespaced_pod(NAMESPACE, limit=1).items:
+        # The jobs' Services and rank tables go by garbage collection: wait for them too, so that this phase's
+        # clean-up is not done by the API server during the next phase (it was: 40 of 200 Services).
+        if not (core.list_namespaced_pod(NAMESPACE, limit=1).items
+                or core.list_namespaced_service(NAMESPACE, limit=1).items
+                or core.list_namespaced_config_map(NAMESPACE, label_selector=JOB_LABEL, limit=1).items):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"pods of the previous phase still there after {timeout:.0f} s")

@@ -215,6 +215,7 @@ def test_cleaning_repeats_a_delete_the_api_server_cut_short(monkeypatch: pytest.
 
     calls: list[str] = []
     left = [3]
+    services = [5]  # the garbage collector takes longer than the pods' delete
 
     class Core:
         def delete_collection_namespaced_pod(self, ns: str, **_: Any) -> None:
@@ -226,6 +227,14 @@ def test_cleaning_repeats_a_delete_the_api_server_cut_short(monkeypatch: pytest.
             left[0] -= 1
             return type("L", (), {"items": [object()] if left[0] > 0 else []})()
 
+        def list_namespaced_service(self, ns: str, **_: Any) -> Any:
+            services[0] -= 1
+            return type("L", (), {"items": [object()] if services[0] > 0 else []})()
+
+        def list_namespaced_config_map(self, ns: str, **kw: Any) -> Any:
+            assert kw.get("label_selector") == "suanli.io/job", "only the jobs' rank tables, not kube-root-ca.crt"
+            return type("L", (), {"items": []})()
+
     class Custom:
         def delete_collection_namespaced_custom_object(self, *a: Any) -> None:
             calls.append("jobs")
@@ -233,6 +242,7 @@ def test_cleaning_repeats_a_delete_the_api_server_cut_short(monkeypatch: pytest.
     monkeypatch.setattr(e2e.time, "sleep", lambda s: None)
     e2e.clean(Core(), Custom())  # type: ignore[arg-type]
     assert calls.count("pods") >= 2 and left[0] <= 0
+    assert services[0] == 0, "the previous phase's Services are gone before the next phase starts"
 
     class Refusing(Core):
         def delete_collection_namespaced_pod(self, ns: str, **_: Any) -> None:
