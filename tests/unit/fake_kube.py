@@ -97,6 +97,14 @@ class FakeKube:
             current = self.objects.get((plural, ns, name))
             if current is None:
                 raise ApiException(status=404, reason="NotFound")
+            meta = patch.get("metadata") or {}
+            expected = meta.get("resourceVersion")
+            if expected is not None and expected != current["metadata"].get("resourceVersion"):
+                raise ApiException(status=409, reason="Conflict")
+            for field in ("annotations", "labels"):  # a merge patch: null removes a key
+                if field in meta:
+                    merged = {**(current["metadata"].get(field) or {}), **meta[field]}
+                    current["metadata"][field] = {k: v for k, v in merged.items() if v is not None}
             current.update(copy.deepcopy({k: v for k, v in patch.items() if k != "metadata"}))
             current["metadata"]["resourceVersion"] = str(next(self._rv))
             return copy.deepcopy(current)

@@ -3,6 +3,7 @@ scheduling cycle, binder, phase machine, status writer. Each test feeds the engi
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from suanli.controller.engine import Controller
+from suanli.render.gang import PLAN_ANNOTATION, PLAN_VERSION_ANNOTATION, PLANNED_NODE_ANNOTATION
 from suanli.settings import OperatorSettings
 
 from .fake_kube import FakeKube
@@ -22,8 +24,9 @@ from fleet import node_dict
 Obj = dict[str, Any]
 
 
-def make_engine(settings: OperatorSettings | None = None) -> tuple[Controller, FakeKube]:
-    fake = FakeKube()
+def make_engine(settings: OperatorSettings | None = None, fake: FakeKube | None = None) -> tuple[Controller, FakeKube]:
+    """An engine on four 8-card nodes; given `fake`, a new leader over the same API."""
+    fake = fake or FakeKube()
     engine = Controller(client.ApiClient(client.Configuration()), settings, kube=fake)  # type: ignore[arg-type]
     for i in range(4):
         engine.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
@@ -92,10 +95,17 @@ def test_gang_binds_whole_and_the_plan_is_persisted_first(setup: tuple[Controlle
     engine.schedule()
     engine.drain()
     assert len(fake.pods()) == 4 and all(p["spec"].get("nodeName") for p in fake.pods().values())
-    assert [s["phase"] for s in fake.status_log] == ["Scheduling", "Running"]
+    assert [s["phase"] for s in fake.status_log] == ["Running"], "one status write per gang"
+    running = fake.status_log[0]
+    assert [r["node"] for r in running["placement"]] == [p["spec"]["nodeName"] for p in fake.pods().values()]
     first_pod = next(i for i, c in enumerate(fake.calls) if c[1] == "pods")
-    first_status = next(i for i, c in enumerate(fake.calls) if c[1] == "aitrainingjobs/status")
-    assert first_status < first_pod, "the plan is persisted before any pod exists"
+    service = next(i for i, c in enumerate(fake.calls) if c[1] == "services")
+    assert service < first_pod, "the plan is persisted (on the Service) before any pod exists"
+    stored = fake.objects[("services", "ns", "gang")]["metadata"]
+    plan = json.loads(stored["annotations"][PLAN_ANNOTATION])
+    assert [r["node"] for r in plan["placement"]] == [r["node"] for r in running["placement"]]
+    assert {p["metadata"]["annotations"][PLAN_VERSION_ANNOTATION] for p in fake.pods().values()} == {
+        stored["resourceVersion"]}, "each pod records the Service version it was made from"
     assert free_cards(engine) == 0
 
 
@@ -394,7 +404,7 @@ def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(
     submit(engine, fake, body)
     engine.schedule()
     engine.drain()
-    placed = next(s for s in fake.status_log if s["phase"] == "Scheduling")
+    placed = next(s for s in fake.status_log if s["phase"] == "Running")
     assert placed["vendor"] is None and placed["model"] == "mixed"
     assert "4 H100 (nvidia) + 2 Ascend910B (huawei)" in placed["message"]
     by_node = {r["node"]: r["candidateIndex"] for r in placed["placement"]}
@@ -494,6 +504,24 @@ def test_a_job_whose_gang_cannot_be_made_does_not_preempt_others(setup: tuple[Co
     assert fake.job("ns", "doomed")["status"]["reason"] == "Unschedulable"
 
 
+def _interrupt(engine: Controller, fake: FakeKube, after_binds: int = 1) -> None:
+    """Stop the engine mid-bind (as SIGTERM or a lost lease would) with `after_binds` pods bound."""
+    def stop(verb: str, plural: str, name: str) -> None:
+        if verb == "bind" and fake.bindings == after_binds:
+            engine.binder.stop()
+    fake.after = stop
+    engine.schedule()
+    engine.drain()
+    fake.after = lambda *_: None
+
+
+def _next_leader(fake: FakeKube) -> Controller:
+    """A fresh engine over the same API, fed what its watches would list."""
+    leader, _ = make_engine(fake=fake)
+    sync(leader, fake, None)
+    return leader
+
+
 def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[Controller, FakeKube]) -> None:
     """Stopping mid-bind neither rolls the gang back nor marks it BindFailed: its plan is persisted, and the
     next leader resumes it (the 5,000-node bench logged 'failed to bind, rolling back' for gangs cut short
@@ -508,10 +536,23 @@ def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[C
     submit(engine, fake, job())
     engine.schedule()
     engine.drain()
-    assert [s["phase"] for s in fake.status_log] == ["Scheduling"], "nothing written after the plan"
+    assert fake.status_log == [], "no status written: the plan is on the Service"
     assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
     assert engine.metrics.bind_failures._value.get() == 0
     assert not engine.binder.busy(("ns", "gang"))
+    made = {name: p["metadata"]["annotations"][PLANNED_NODE_ANNOTATION] for name, p in fake.pods().items()}
+
+    # The next leader: a fresh engine fed what its watches list.
+    fake.after = lambda *_: None
+    leader = _next_leader(fake)
+    leader.schedule()
+    leader.drain()
+    assert phase(fake, "gang") == "Running"
+    pods = fake.pods()
+    assert len(pods) == 4 and all(p["spec"]["nodeName"] == p["metadata"]["annotations"][PLANNED_NODE_ANNOTATION]
+                                  for p in pods.values())
+    assert all(pods[name]["metadata"]["annotations"][PLANNED_NODE_ANNOTATION] == node for name, node in made.items()), \
+        "the pods made before the stop were finished where planned, not planned again"
 
 
 def test_a_strangers_service_of_the_jobs_name_fails_the_gang_before_any_pod(
@@ -530,22 +571,98 @@ def test_a_strangers_service_of_the_jobs_name_fails_the_gang_before_any_pod(
     assert fake.objects[("services", "ns", "gang")]["metadata"]["uid"] == "other", "the stranger's Service stays"
 
 
-def test_a_plan_refused_with_a_conflict_makes_no_pod(setup: tuple[Controller, FakeKube]) -> None:
-    """The job changed between planning and persisting the plan: nothing but its own Service is made, and it
-    is planned again from the new version."""
+def test_a_running_write_refused_with_a_conflict_is_resumed_not_replanned(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    """The job changed while its gang was being bound, so the Running write is refused (409): the bound gang
+    stays where it is and the next cycle resumes it from the Service's plan — no pod made again, none moved."""
     engine, fake = setup
     conflict = ApiException(status=409, reason="Conflict")
     fake.fail = lambda verb, plural, name: conflict if plural == "aitrainingjobs/status" else None
     submit(engine, fake, job(replicas=2))
     engine.schedule()
     engine.drain()
-    assert fake.pods() == {} and fake.status_log == []
-    assert free_cards(engine) == 32, "the assumption is forgotten"
-    services = [k for k in fake.objects if k[0] == "services"]
-    assert services == [("services", "ns", "gang")], "only the job's own Service, reused next time"
+    assert fake.status_log == [] and phase(fake, "gang") == "Pending"
+    bound = {name: p["spec"]["nodeName"] for name, p in fake.pods().items()}
+    assert len(bound) == 2 and all(bound.values())
     fake.fail = lambda *_: None
-    cycle(engine, fake)
+    sync(engine, fake, None)
+    creates = sum(1 for c in fake.calls if c[0] == "create" and c[1] == "pods")
+    engine.schedule()
+    engine.drain()
     assert phase(fake, "gang") == "Running"
+    assert {name: p["spec"]["nodeName"] for name, p in fake.pods().items()} == bound
+    assert sum(1 for c in fake.calls if c[0] == "create" and c[1] == "pods") == creates + 2, "adopted (409s)"
+    assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
+    assert free_cards(engine) == 16
+
+
+@pytest.mark.parametrize("tamper", ["edited", "deleted", "garbled", "other generation", "pod moved"])
+def test_an_interrupted_gang_whose_plan_cannot_be_trusted_is_rolled_back_and_planned_again(
+    setup: tuple[Controller, FakeKube], tamper: str,
+) -> None:
+    """Tenants may edit Services in their namespace, and the plan on one names the nodes a gang gets: a plan
+    that was edited, is gone, cannot be read, is another gang's, or disagrees with a pod is not resumed. The
+    pods made from it are deleted, and the job is planned afresh once they are gone."""
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    _interrupt(engine, fake)
+    assert phase(fake, "gang") == "Pending" and len(fake.pods()) >= 1
+    service = fake.objects[("services", "ns", "gang")]
+    meta = service["metadata"]
+    if tamper == "edited":  # moved to n3, which the user prefers; a merge patch bumps the resourceVersion
+        plan = json.loads(meta["annotations"][PLAN_ANNOTATION])
+        plan["placement"][1]["node"] = "n3"
+        fake.merge_patch("ns", "services", "gang", {"metadata": {"annotations": {PLAN_ANNOTATION: json.dumps(plan)}}})
+    elif tamper == "deleted":
+        del fake.objects[("services", "ns", "gang")]
+    elif tamper == "garbled":
+        meta["annotations"][PLAN_ANNOTATION] = "{not json"
+    elif tamper == "other generation":
+        plan = json.loads(meta["annotations"][PLAN_ANNOTATION])
+        meta["annotations"][PLAN_ANNOTATION] = json.dumps({**plan, "restarts": 3})
+    else:  # a pod whose planned node is not the plan's
+        pod = next(iter(fake.pods().values()))
+        pod["metadata"]["annotations"][PLANNED_NODE_ANNOTATION] = "n3"
+    leader = _next_leader(fake)
+    leader.schedule()
+    leader.drain()
+    assert fake.pods() == {}, "every pod of the untrusted plan deleted"
+    assert phase(fake, "gang") == "Pending", "nothing written: the job just waits to be planned"
+    queued = [body for _, body in list(leader.events._queue.queue)]  # the recorder's thread is not started
+    assert [b["reason"] for b in queued] == ["PlanDiscarded"] and "not resumed" in queued[0]["message"]
+    sync(leader, fake, None)
+    leader.schedule()
+    leader.drain()
+    assert phase(fake, "gang") == "Running", "planned afresh once the pods were gone"
+    assert len(fake.pods()) == 2
+
+
+def test_a_rolled_back_gang_is_not_resumed_while_the_watch_still_shows_its_pods(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    """After a roll-back the watch may still show the deleted pods alive for a while: they are neither
+    resumed (their plan was just refused) nor deleted again; the job waits until they are gone."""
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    fake.fail = lambda verb, plural, name: ApiException(status=500, reason="boom") if verb == "bind" else None
+    engine.schedule()
+    engine.drain()
+    fake.fail = lambda *_: None
+    assert fake.job("ns", "gang")["status"]["reason"] == "BindFailed" and fake.pods() == {}
+    deletes = sum(1 for c in fake.calls if c[0] == "delete")
+    # No sync: the watch lags, and the cache still holds the gang's pods as created, live.
+    assert len(engine.cache.pods_of("uid-gang")) == 2
+    engine.scheduler._retry_at.clear()  # the back-off is over before the watch catches up
+    engine.schedule()
+    engine.drain()
+    assert sum(1 for c in fake.calls if c[0] == "delete") == deletes
+    assert not [c for c in fake.calls if c[0] == "get" and c[1] == "services"], "no resume attempted"
+    assert fake.pods() == {} and not engine.binder.busy(("ns", "gang"))
+    sync(engine, fake, None)  # the DELETED events arrive: planned again
+    engine.schedule()
+    engine.drain()
+    assert phase(fake, "gang") == "Running" and len(fake.pods()) == 2
 
 
 def test_the_cache_keeps_no_managed_fields(setup: tuple[Controller, FakeKube]) -> None:
@@ -565,3 +682,28 @@ def test_the_cache_keeps_no_managed_fields(setup: tuple[Controller, FakeKube]) -
     assert "managedFields" not in engine.cache.job(("ns", "gang"))["metadata"]
     assert pod["metadata"]["managedFields"] == record, "the caller's object is not changed"
     assert phase(fake, "gang") == "Running"
+
+
+def test_a_plan_too_large_for_the_service_goes_to_the_status(
+    setup: tuple[Controller, FakeKube], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An object's annotations hold 256 KiB in all: a plan larger than fits is written to the job's status
+    (Scheduling) before any pod, as before, and a new leader resumes it from there."""
+    from suanli.controller import plans
+
+    engine, fake = setup
+    monkeypatch.setattr(plans, "MAX_PLAN_BYTES", 100)
+    submit(engine, fake, job())
+    _interrupt(engine, fake, after_binds=2)
+    assert [s["phase"] for s in fake.status_log] == ["Scheduling"]
+    first_pod = next(i for i, c in enumerate(fake.calls) if c[1] == "pods")
+    first_status = next(i for i, c in enumerate(fake.calls) if c[1] == "aitrainingjobs/status")
+    assert first_status < first_pod, "the plan is persisted before any pod exists"
+    assert PLAN_ANNOTATION not in (fake.objects[("services", "ns", "gang")]["metadata"].get("annotations") or {})
+    planned = {str(r["replica"]): r["node"] for r in fake.status_log[0]["placement"]}
+    leader = _next_leader(fake)
+    leader.schedule()
+    leader.drain()
+    assert [s["phase"] for s in fake.status_log] == ["Scheduling", "Running"]
+    assert {p["metadata"]["labels"]["suanli.io/replica"]: p["spec"]["nodeName"] for p in fake.pods().values()} \
+        == planned

@@ -2,21 +2,21 @@
 
 Runs on a gang worker, off the scheduling cycle (Kueue's assume-then-apply-asynchronously): the cycle has
 already assumed the gang's cards in the cache. Steps, each safe to repeat after a crash:
-1. persist the plan in the job's status (Scheduling) — a restarted operator resumes it, never re-plans;
-2. alongside 1, the headless Service and, for an all-Ascend gang, the rank table reset for this generation;
-3. every pod created and then bound at once, pod by pod in parallel (a pod's bind does not wait for the
+1. the headless Service, carrying the plan (controller/plans.py) — a new leader resumes it, never re-plans
+   over pods already made; a plan too large for an annotation is written to the job's status (Scheduling)
+   instead — and, for an all-Ascend gang, the rank table reset for this generation;
+2. every pod created and then bound at once, pod by pod in parallel (a pod's bind does not wait for the
    other pods' creates); objects that already exist are adopted only if this job's uid owns them;
-4. Running — or, if anything failed after the per-request retries, every pod deleted, the assumption
-   forgotten and the job back to Pending (BindFailed) with a back-off.
+3. one status write: Running, with the placement — or, if anything failed after the per-request retries,
+   every pod deleted, the assumption forgotten and the job back to Pending (BindFailed) with a back-off.
 A job deleted meanwhile is cleaned up (its pods, Service and rank table, by uid) and forgotten; a replica
-that lost leadership stops at once and writes nothing (the new leader resumes from the status).
+that lost leadership stops at once and writes nothing (the new leader resumes from the Service or status).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
@@ -28,8 +28,9 @@ from .. import lifecycle
 from ..api.aitrainingjob import AITrainingJob, AITrainingJobStatus
 from ..metrics import Metrics
 from ..render import GangSlot, build_rank_table_config_map, build_service, rank_table_stale
-from ..render.gang import PLANNED_NODE_ANNOTATION, rank_table_name
+from ..render.gang import PLAN_ANNOTATION, PLAN_VERSION_ANNOTATION, PLANNED_NODE_ANNOTATION, rank_table_name
 from ..settings import OperatorSettings
+from . import plans
 from .cache import ClusterCache, JobKey, owner_uid
 from .kubeapi import KubeApi, NotLeader
 from .slots import as_reserved, has_rank_table, render_pods
@@ -44,8 +45,8 @@ class BindError(RuntimeError):
 
 
 class Stopping(RuntimeError):
-    """The operator is shutting down: a gang in flight is left as its status says, for the next leader to
-    resume (its plan is persisted), rather than rolled back and marked BindFailed on the way out."""
+    """The operator is shutting down: a gang in flight is left as it is, for the next leader to resume (its
+    plan is persisted), rather than rolled back and marked BindFailed on the way out."""
 
 
 class JobGone(RuntimeError):
@@ -78,19 +79,68 @@ class Binder:
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._deleted: dict[JobKey, frozenset[str]] = {}
+        """The uids of the pods each job's last roll-back deleted: gone, however late the watch says so."""
 
     def busy(self, key: JobKey) -> bool:
         with self._lock:
             return key in self._busy
 
     def submit(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> None:
-        """Bind `job`'s gang on a gang worker; `plan` (a Scheduling status), when given, is persisted first.
-        The caller has assumed the gang's cards in the cache."""
+        """Bind `job`'s gang on a gang worker; `plan` (a Scheduling status), when given, is persisted first
+        (None: `job.status` is a plan being resumed). The caller has assumed the gang's cards in the cache."""
+        self._on_worker(job, self._run, job, slots, plan)
+
+    def _on_worker(self, job: AITrainingJob, fn: Callable[..., None], *args: Any) -> None:
         with self._lock:
             self._busy.add((job.namespace, job.name))
-            future = self._gangs.submit(self._run, job, slots, plan)
+            future = self._gangs.submit(fn, *args)
             self._futures.add(future)
         future.add_done_callback(self._futures.discard)
+
+    # -- a gang interrupted mid-bind (a new leader, a failed Running write) --------------------------
+
+    def interrupted_plan(self, job: AITrainingJob, live: list[dict[str, Any]]) -> AITrainingJobStatus | str:
+        """The plan on `job`'s Service that made `live` (its current gang's pods), or why it must not be
+        resumed. One read; raises the API's error when the Service cannot be read (try again later)."""
+        try:
+            service: dict[str, Any] | None = self.kube.read(job.namespace, "services", job.name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            service = None
+        return plans.decode(service, job, live)
+
+    def deleted(self, key: JobKey) -> frozenset[str]:
+        """Uids of the pods the last roll-back of `key` deleted (the watch may not have said so yet)."""
+        with self._lock:
+            return self._deleted.get(key, frozenset())
+
+    def forget(self, key: JobKey) -> None:
+        with self._lock:
+            self._deleted.pop(key, None)
+
+    def discard(self, job: AITrainingJob, live: list[dict[str, Any]], why: str) -> None:
+        """Delete an interrupted gang's pods that cannot be resumed (`why`); the job is then planned afresh."""
+        log.warning("gang %s/%s: not resuming %d pod(s) (%s); deleting them and planning again",
+                    job.namespace, job.name, len(live), why)
+        self.writer.events.record(
+            job, "Warning", "PlanDiscarded",
+            f"an interrupted gang was not resumed ({why}); its pods are deleted and it is planned again",
+        )
+
+        def run() -> None:
+            key = (job.namespace, job.name)
+            try:
+                self._roll_back(job, live)
+            except Exception as exc:  # left for the next cycle, which finds them again
+                log.warning("gang %s/%s: deleting the unresumable pods: %s", *key, exc)
+            finally:
+                with self._lock:
+                    self._busy.discard(key)
+                self.on_done(key, "abandoned")
+
+        self._on_worker(job, run)
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait for every gang being bound (tests, and a clean shutdown)."""
@@ -114,10 +164,10 @@ class Binder:
             log.info("gang %s/%s: leadership lapsed; stopping without writing", *key)
             self.cache.forget(key)
         except Stopping:
-            log.info("gang %s/%s: operator stopping; the next leader resumes it from its status", *key)
+            log.info("gang %s/%s: operator stopping; the next leader resumes it from its plan", *key)
             self.cache.forget(key)
         except Exception:
-            log.exception("gang %s/%s: binding crashed; it is resumed from its status", *key)
+            log.exception("gang %s/%s: binding crashed; it is resumed from its plan", *key)
             self.cache.forget(key)
             outcome = "failed"
         finally:
@@ -128,29 +178,32 @@ class Binder:
     def _bind_gang(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> str:
         key = (job.namespace, job.name)
         uid = str(job.metadata.get("uid"))
-        # The Service and the rank-table reset need nothing from the plan write, so they go out with it rather
-        # than after it (one round trip less per gang); pods still wait for both.
-        try:
-            prepared = self._requests.submit(self._prepare, job, slots, uid)
-        except RuntimeError as exc:  # the request pool shut down: the operator is stopping
-            raise Stopping("operator stopping") from exc
-        if plan is not None:
-            t0 = time.monotonic()
+        events: list[tuple[str, str, str]] = []
+        text = plans.encode(plan) if plan is not None else None
+        if plan is not None and text is None:
+            # Too large for the Service: persisted in the status (Scheduling), resumed from there.
             try:
                 stored = self.writer.write(job, plan, ("Normal", "Placed", plan.message or ""))
             except Conflict:
                 stored = None  # the job changed since it was planned: decide again from the new version
             if stored is None:  # ... or it is gone
-                wait([prepared])  # a Service made meanwhile is the job's own, reused or collected with it
                 self.cache.forget(key)
                 return "abandoned"
             job = stored
-            log.debug("gang %s/%s: plan persisted in %.3fs", *key, time.monotonic() - t0)
-        pods = render_pods(job, slots, self.settings)
+        elif plan is not None:
+            # From here the job carries its plan: the pods render from it and the Running write records it,
+            # over the resourceVersion it was planned from (a job changed meanwhile is resumed, see plans.py).
+            job = job.model_copy(update={"status": plan})
+            events.append(("Normal", "Placed", plan.message or ""))
         created: list[dict[str, Any]] = []
         try:
+            if self._stopping.is_set():
+                raise Stopping("operator stopping")
+            version = self._prepare(job, slots, uid, text)
+            pods = render_pods(job, slots, self.settings)
+            for pod in pods:
+                pod["metadata"]["annotations"][PLAN_VERSION_ANNOTATION] = version
             self._check_alive(key, uid)
-            prepared.result()
             self._parallel(lambda pod: self._create_and_bind(job, pod, uid, created), pods)
             self._check_alive(key, uid)
         except (NotLeader, Stopping):
@@ -167,12 +220,13 @@ class Binder:
             self.cache.forget(key)
             self.metrics.bind_failures.inc()
             self._write_quietly(job, lifecycle.bind_failed(job, str(reason), self.clock()),
-                                ("Warning", "BindFailed", str(reason)))
+                                *events, ("Warning", "BindFailed", str(reason)))
             return "failed"
         self.cache.finish(key)
         now = self.clock()
         status = lifecycle.bound(job, now)
-        if self._write_quietly(job, status, ("Normal", "Running", f"all {len(slots)} replicas bound")):
+        events.append(("Normal", "Running", f"all {len(slots)} replicas bound"))
+        if self._write_quietly(job, status, *events):
             span = job.status.span
             self.metrics.gang_bound(
                 str(job.status.vendor or "mixed"),
@@ -181,12 +235,18 @@ class Binder:
             )
         return "bound"
 
-    def _prepare(self, job: AITrainingJob, slots: list[GangSlot], uid: str) -> None:
-        """What the pods need before they start: the headless Service their hostnames resolve through and, for an
-        Ascend gang, a rank table reset to this generation's `initializing` one."""
-        self._adopt_or_create(job.namespace, "services", build_service(job), uid)
+    def _prepare(self, job: AITrainingJob, slots: list[GangSlot], uid: str, plan: str | None) -> str:
+        """What the pods need before they exist: the headless Service their hostnames resolve through, carrying
+        `plan` (the encoded plan, or None to leave it as it is) and, for an Ascend gang, a rank table reset to
+        this generation's `initializing` one. Returns the Service's resourceVersion, which each pod records."""
+        service = self._adopt_or_create(job.namespace, "services", build_service(job, plan), uid)
+        annotations = (service.get("metadata") or {}).get("annotations") or {}
+        if plan is not None and annotations.get(PLAN_ANNOTATION) != plan:  # an earlier gang's Service, reused
+            service = self.kube.merge_patch(job.namespace, "services", job.name,
+                                            {"metadata": {"annotations": {PLAN_ANNOTATION: plan}}})
         if has_rank_table(slots):
             self._reset_rank_table(job, slots)
+        return str((service.get("metadata") or {}).get("resourceVersion"))
 
     def _write_quietly(self, job: AITrainingJob, status: AITrainingJobStatus, *events: tuple[str, str, str]) -> bool:
         """Write a status; a conflict or a vanished job is left to the next reconcile of the fresh version."""
@@ -275,6 +335,9 @@ class Binder:
                 if exc.status not in (404, 409):
                     raise
         self._parallel(delete, created)
+        uids = frozenset(str(uid) for p in created if (uid := (p.get("metadata") or {}).get("uid")))
+        with self._lock:
+            self._deleted[(job.namespace, job.name)] = uids
 
     def _clean_up(self, job: AITrainingJob, uid: str, created: list[dict[str, Any]]) -> None:
         """After the job's deletion: remove what this worker made (the garbage collector would, later).

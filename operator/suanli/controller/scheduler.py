@@ -1,8 +1,10 @@
 """The scheduling cycle: plan waiting gangs on a snapshot, assume the winners, hand them to the binder.
 
 One cycle (`schedule`), in order:
-1. resume: every job whose plan is persisted (Scheduling) but that no binder works on gets its planned
-   cards assumed first, so nothing planned below can take them (a restarted operator, a new leader);
+1. resume: every gang interrupted mid-bind (a restarted operator, a new leader, a Running write that
+   failed) that no binder works on gets its planned cards assumed first, so nothing planned below can take
+   them — a waiting job with pods of its current gang resumes the plan on its Service (plans.py), or has
+   those pods deleted when that plan cannot be trusted; a job in Scheduling resumes the plan in its status;
 2. heads: waiting jobs by priority, then age — skipping those in back-off, being bound, being written,
    or already tried against an unchanged inventory;
 3. a snapshot of the inventory, planned on without holding the cache's lock (Volcano's session);
@@ -28,7 +30,9 @@ from ..api.aitrainingjob import PRIORITY_MIN, AITrainingJob, AITrainingJobStatus
 from ..inventory import Inventory
 from ..metrics import Metrics
 from ..placement import GangRequest, Placement, RunningGang, Unplaceable, choose_victims, plan
+from ..render.gang import GENERATION_LABEL
 from ..settings import OperatorSettings
+from . import plans
 from .binder import Binder, reserved
 from .cache import ClusterCache, JobKey
 from .kubeapi import NotLeader
@@ -93,6 +97,7 @@ class Scheduler:
         with self._lock:
             for state in (self._failures, self._retry_at, self._tried, self._preempting):
                 state.pop(key, None)
+        self.binder.forget(key)
 
     def gang_done(self, key: JobKey, outcome: str) -> None:
         """The binder finished `key`: back off after a rollback, start afresh after success."""
@@ -117,11 +122,18 @@ class Scheduler:
         with self._lock:
             candidates = [(k, raw) for k, raw in jobs if not self._held_back(k, now)]
         # 1. resume persisted plans before anything else is planned
+        interrupted: set[JobKey] = set()
         for key, raw in candidates:
-            if (raw.get("status") or {}).get("phase") == JobPhase.SCHEDULING and not self.cache.assumed(key):
+            phase = (raw.get("status") or {}).get("phase")
+            if self.cache.assumed(key):
+                continue
+            if phase == JobPhase.SCHEDULING:
                 self._resume(key, raw)
+            elif phase in WAITING and self._resume_interrupted(key, raw):
+                interrupted.add(key)
         # 2. heads, highest priority first, then oldest
-        waiting = [(k, raw) for k, raw in candidates if (raw.get("status") or {}).get("phase") in WAITING]
+        waiting = [(k, raw) for k, raw in candidates
+                   if (raw.get("status") or {}).get("phase") in WAITING and k not in interrupted]
         waiting.sort(key=lambda kr: (-int((kr[1].get("spec") or {}).get("priority", 0)),
                                      str(kr[1]["metadata"].get("creationTimestamp", "")), kr[0]))
         # 3. one snapshot for the whole cycle (none when nobody waits, unless the metrics' view is old)
@@ -155,6 +167,36 @@ class Scheduler:
         self.cache.assume(key, str(job.metadata.get("uid")), reserved(job, slots, self.settings))
         log.info("resuming the bind of %s/%s (%d replicas)", *key, len(slots))
         self.binder.submit(job, slots, None)
+
+    def _resume_interrupted(self, key: JobKey, raw: dict[str, Any]) -> bool:
+        """Resume (or roll back) a waiting job's gang whose pods exist; False when it has none (plan it)."""
+        status = raw.get("status") or {}
+        generation = str(int(status.get("restarts") or 0) + int(status.get("preemptions") or 0))
+        uid = str(raw["metadata"].get("uid"))
+        gang = [p for p in self.cache.pods_of(uid)
+                if ((p.get("metadata") or {}).get("labels") or {}).get(GENERATION_LABEL) == generation]
+        if not gang:
+            return False
+        deleted = self.binder.deleted(key)
+        if any(plans.terminating(p) or str(p["metadata"].get("uid")) in deleted for p in gang):
+            return True  # a rolled-back gang's pods still going: their names are not free yet
+        job = self.cache.job_of(raw)
+        if isinstance(job, str):
+            return False  # reported as InvalidSpec by the planning below
+        try:
+            plan = self.binder.interrupted_plan(job, gang)
+        except Exception as exc:  # its Service cannot be read now: neither resume nor plan it this cycle
+            log.warning("job %s/%s: reading the plan of its interrupted gang: %s", *key, exc)
+            return True
+        if isinstance(plan, str):
+            self.binder.discard(job, gang, plan)
+            return True
+        job = job.model_copy(update={"status": plan})
+        slots = slots_from_status(job, self.cache.inventory)
+        self.cache.assume(key, uid, reserved(job, slots, self.settings))
+        log.info("resuming the interrupted bind of %s/%s (%d replicas, %d pods made)", *key, len(slots), len(gang))
+        self.binder.submit(job, slots, None)
+        return True
 
     def _schedule_one(self, key: JobKey, raw: dict[str, Any], snapshot: Inventory) -> None:
         job = self.cache.job_of(raw)

@@ -41,6 +41,10 @@ GENERATION_LABEL = "suanli.io/generation"
 VENDOR_LABEL = "suanli.io/vendor"
 SPEC_HASH_ANNOTATION = "suanli.io/spec-hash"
 PLANNED_NODE_ANNOTATION = "suanli.io/planned-node"
+PLAN_ANNOTATION = "suanli.io/plan"
+"""On the job's Service: the plan of the gang being bound (controller/plans.py)."""
+PLAN_VERSION_ANNOTATION = "suanli.io/plan-version"
+"""On each pod: the resourceVersion of the Service whose plan made it, so a plan edited since is not resumed."""
 LINK_DOMAIN_ANNOTATION = "suanli.io/link-domain"
 TRAINER_CONTAINER = "trainer"
 
@@ -117,8 +121,9 @@ def spec_hash(job: AITrainingJob) -> str:
     return digest
 
 
-def build_service(job: AITrainingJob) -> dict[str, Any]:
-    """Headless Service giving each replica a stable DNS name `<job>-<i>.<job>` for rendezvous."""
+def build_service(job: AITrainingJob, plan: str | None = None) -> dict[str, Any]:
+    """Headless Service giving each replica a stable DNS name `<job>-<i>.<job>` for rendezvous; `plan` is the
+    encoded plan of the gang being bound (controller/plans.py)."""
     name = _name(job)
     return {
         "apiVersion": "v1",
@@ -127,6 +132,7 @@ def build_service(job: AITrainingJob) -> dict[str, Any]:
             "name": name,
             "namespace": _namespace(job),
             "labels": {JOB_LABEL: name},
+            **({"annotations": {PLAN_ANNOTATION: plan}} if plan is not None else {}),
             "ownerReferences": [owner_reference(job)],
         },
         "spec": {
