@@ -86,7 +86,9 @@ def test_job_runs_to_success_on_each_vendor(
     assert status["completionTime"] and status["startTime"]
     assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in status["conditions"])
     reasons = {e.reason for e in core.list_namespaced_event(namespace).items}
-    assert {"Placed", "Running", "Succeeded"} <= reasons
+    assert {"Running", "Succeeded"} <= reasons
+    running = next(e.message for e in core.list_namespaced_event(namespace).items if e.reason == "Running")
+    assert running.startswith("all 2 replicas bound; placed 2 replicas on "), running
 
 
 def test_same_job_falls_back_to_next_vendor_when_first_is_full(

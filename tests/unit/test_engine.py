@@ -106,6 +106,9 @@ def test_gang_binds_whole_and_the_plan_is_persisted_first(setup: tuple[Controlle
     assert [r["node"] for r in plan["placement"]] == [r["node"] for r in running["placement"]]
     assert {p["metadata"]["annotations"][PLAN_VERSION_ANNOTATION] for p in fake.pods().values()} == {
         stored["resourceVersion"]}, "each pod records the Service version it was made from"
+    events = [body for _, body in list(engine.events._queue.queue)]  # the recorder's thread is not started
+    assert [e["reason"] for e in events] == ["Running"], "one event per gang, as one status write"
+    assert events[0]["message"].startswith("all 4 replicas bound; placed 4 replicas on H100 (nvidia)")
     assert free_cards(engine) == 0
 
 
@@ -121,6 +124,7 @@ def test_bind_failure_midway_rolls_back_the_whole_gang_and_backs_off(setup: tupl
     last = fake.status_log[-1]
     assert last["phase"] == "Pending" and last["reason"] == "BindFailed" and last["placement"] == []
     assert "etcdserver: request timed out" in last["message"]
+    assert [body["reason"] for _, body in list(engine.events._queue.queue)] == ["Placed", "BindFailed"]
     assert free_cards(engine) == 32, "the assumption is forgotten"
     assert engine.metrics.bind_failures._value.get() == 1
 
@@ -707,3 +711,4 @@ def test_a_plan_too_large_for_the_service_goes_to_the_status(
     assert [s["phase"] for s in fake.status_log] == ["Scheduling", "Running"]
     assert {p["metadata"]["labels"]["suanli.io/replica"]: p["spec"]["nodeName"] for p in fake.pods().values()} \
         == planned
+

@@ -178,7 +178,7 @@ class Binder:
     def _bind_gang(self, job: AITrainingJob, slots: list[GangSlot], plan: AITrainingJobStatus | None) -> str:
         key = (job.namespace, job.name)
         uid = str(job.metadata.get("uid"))
-        events: list[tuple[str, str, str]] = []
+        failure_events: list[tuple[str, str, str]] = []
         text = plans.encode(plan) if plan is not None else None
         if plan is not None and text is None:
             # Too large for the Service: persisted in the status (Scheduling), resumed from there.
@@ -193,8 +193,9 @@ class Binder:
         elif plan is not None:
             # From here the job carries its plan: the pods render from it and the Running write records it,
             # over the resourceVersion it was planned from (a job changed meanwhile is resumed, see plans.py).
+            # Running's event says where it was placed; a gang rolled back says it before BindFailed.
             job = job.model_copy(update={"status": plan})
-            events.append(("Normal", "Placed", plan.message or ""))
+            failure_events.append(("Normal", "Placed", plan.message or ""))
         created: list[dict[str, Any]] = []
         try:
             if self._stopping.is_set():
@@ -220,13 +221,13 @@ class Binder:
             self.cache.forget(key)
             self.metrics.bind_failures.inc()
             self._write_quietly(job, lifecycle.bind_failed(job, str(reason), self.clock()),
-                                *events, ("Warning", "BindFailed", str(reason)))
+                                *failure_events, ("Warning", "BindFailed", str(reason)))
             return "failed"
         self.cache.finish(key)
         now = self.clock()
         status = lifecycle.bound(job, now)
-        events.append(("Normal", "Running", f"all {len(slots)} replicas bound"))
-        if self._write_quietly(job, status, *events):
+        # One event says both: "all N replicas bound; placed N replicas on H100 (nvidia) across 1 rack(s) ...".
+        if self._write_quietly(job, status, ("Normal", "Running", status.message or "")):
             span = job.status.span
             self.metrics.gang_bound(
                 str(job.status.vendor or "mixed"),

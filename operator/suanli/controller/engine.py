@@ -4,12 +4,12 @@ One job's path, forward:
   feeds (informer.py: list+watch of nodes, pods, jobs)
     → cache (cache.py: the view, assumed reservations)       → work queue (queue.py: one worker per job)
     → scheduling cycle (scheduler.py: plan on a snapshot, assume)
-    → binder (binder.py: persist the plan, create+bind, roll back)
+    → binder (binder.py: the plan on the Service (plans.py), create+bind, roll back)
     → job workers (reconciler.py: the pure phase machine in lifecycle.py, applied)
     → status writer and events (status.py: optimistic concurrency)
 Every write goes through kubeapi.py (retries, the leadership fence); leader.py decides who may write.
-All state needed to resume lives in the API server (the plan in the job's status, the pods), so a
-killed operator restarts without duplicating or losing anything.
+All state needed to resume lives in the API server (the plan on the job's Service or in its status, the
+pods), so a killed operator restarts without duplicating or losing anything.
 """
 
 from __future__ import annotations
