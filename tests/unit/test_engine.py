@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from suanli.controller.engine import Controller
 from suanli.render.gang import PLAN_ANNOTATION, PLAN_VERSION_ANNOTATION, PLANNED_NODE_ANNOTATION
+from suanli.render.ranktable import ASCEND_910_ANNOTATION
 from suanli.settings import OperatorSettings
 
 from .fake_kube import FakeKube
@@ -712,3 +713,55 @@ def test_a_plan_too_large_for_the_service_goes_to_the_status(
     assert {p["metadata"]["labels"]["suanli.io/replica"]: p["spec"]["nodeName"] for p in fake.pods().values()} \
         == planned
 
+
+def test_a_rank_table_still_waiting_is_written_once_a_second_and_a_completed_one_at_once(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    """An Ascend gang's table changes with every pod's IP and device annotation: a patch of a growing ConfigMap
+    per pod event is held back while the table still waits, and the completed table, which HCCL waits for,
+    goes out at once."""
+    import time
+
+    engine, fake = setup
+    for i in range(2):
+        engine.on_node("ADDED", node_dict(f"a{i}", 0, "r1", "z0", "region-a"))
+    body = job("npu", replicas=2)
+    body["spec"]["candidates"] = [{"vendor": "huawei", "model": "Ascend910B", "image": "cann"}]
+    submit(engine, fake, body)
+    engine.schedule()
+    engine.drain()
+    assert phase(fake, "npu") == "Running"
+    sync(engine, fake, pod_phase="Pending")
+    engine.reconcile_queued()
+
+    def patches() -> int:
+        return sum(1 for c in fake.calls if c[0] == "patch" and c[1] == "configmaps")
+
+    before = patches()
+    pods = sorted(fake.pods().values(), key=lambda p: p["metadata"]["name"])
+    for i, pod in enumerate(pods):  # IPs arrive one pod event at a time
+        pod = {**pod, "metadata": {**pod["metadata"], "resourceVersion": f"{800000 + i}"},
+               "status": {"phase": "Running", "podIP": f"10.0.0.{i + 1}"}}
+        fake.objects[("pods", "ns", pod["metadata"]["name"])] = pod
+        engine.on_pod("MODIFIED", pod)
+        engine.reconcile_queued()
+    assert patches() == before, "held while the table still waits"
+    time.sleep(1.05)
+    engine.reconcile_queued()
+    assert patches() == before + 1, "the waiting table's changes land within a second, in one write"
+    table = fake.objects[("configmaps", "ns", "rings-config-npu")]["data"]
+    assert '"status":"initializing"' in table["hccl.json"] and table["waiting"]
+
+    for i, pod in enumerate(pods):  # the device plugin records each pod's cards: the table completes
+        current = fake.objects[("pods", "ns", pod["metadata"]["name"])]
+        record = {"pod_name": pod["metadata"]["name"], "server_id": current["metadata"]["uid"],
+                  "host_ip": f"192.168.{i}.1", "super_pod_id": -1,
+                  "devices": [{"device_id": str(d), "device_ip": f"10.{i}.0.{d}"} for d in range(8)]}
+        annotated = {**current, "metadata": {**current["metadata"], "resourceVersion": f"{900000 + i}",
+                                             "annotations": {**current["metadata"]["annotations"],
+                                                             ASCEND_910_ANNOTATION: json.dumps(record)}}}
+        fake.objects[("pods", "ns", pod["metadata"]["name"])] = annotated
+        engine.on_pod("MODIFIED", annotated)
+        engine.reconcile_queued()
+    table = fake.objects[("configmaps", "ns", "rings-config-npu")]["data"]
+    assert '"status":"completed"' in table["hccl.json"], "written at once, without waiting out a second"

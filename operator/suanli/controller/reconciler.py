@@ -26,6 +26,7 @@ from ..lifecycle import Decision, NodeVerdict
 from ..metrics import Metrics
 from ..render import build_rank_table_config_map
 from ..render.gang import GENERATION_LABEL, REPLICA_LABEL, rank_table_name
+from ..render.ranktable import COMPLETED_MARK, RANK_TABLE_KEY
 from ..settings import OperatorSettings
 from .cache import ClusterCache, JobKey
 from .kubeapi import KubeApi, NotLeader
@@ -35,6 +36,8 @@ from .status import Conflict, EventRecorder, StatusWriter
 
 log = logging.getLogger("suanli.reconciler")
 READY_WRITE_INTERVAL_S = 1.0
+TABLE_WRITE_INTERVAL_S = 1.0
+"""How long a rank table still waiting for pods is held before it is written; a completed one goes at once."""
 
 
 class Reconciler:
@@ -68,9 +71,11 @@ class Reconciler:
         """Whether the binder is working on a job (its status is the binder's until it is done)."""
         self._preempt: dict[JobKey, str] = {}
         self._tables: dict[JobKey, tuple[int, dict[str, str]]] = {}
+        """Rank-table data last written per job, with its gang generation: unchanged costs no API call."""
         self._ready_due: dict[JobKey, float] = {}
         """When each job's held-back readyReplicas is to be written."""
-        """Rank-table data last written per job, with its gang generation: unchanged costs no API call."""
+        self._table_due: dict[JobKey, float] = {}
+        """When each job's held-back, not yet completed rank table is to be written."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -117,6 +122,7 @@ class Reconciler:
                 self._preempt.pop(key, None)
                 self._tables.pop(key, None)
                 self._ready_due.pop(key, None)
+                self._table_due.pop(key, None)
             self.on_gone(key)
             return
         phase = (raw.get("status") or {}).get("phase")
@@ -164,6 +170,25 @@ class Reconciler:
                 return True  # already due to be written
             del self._ready_due[key]
         return False
+
+    def _table_due_now(self, key: JobKey, completed: bool) -> bool:
+        """Whether a changed rank table is to be written now. HCCL waits for `completed`, which goes at once; a
+        table still initializing changes with each pod's IP and device annotation — a patch per pod event of a
+        growing ConfigMap for a large gang — so its changes are held for a second and written as one."""
+        now = time.monotonic()
+        with self._lock:
+            if completed:
+                self._table_due.pop(key, None)
+                return True
+            due = self._table_due.get(key)
+            if due is None:
+                self._table_due[key] = now + TABLE_WRITE_INTERVAL_S
+                self.queue.add_after(key, TABLE_WRITE_INTERVAL_S)
+                return False
+            if now < due:
+                return False  # already due to be written
+            del self._table_due[key]
+        return True
 
     def verdict(self, node: str) -> NodeVerdict:
         if not self.cache.node_ready(node):
@@ -224,6 +249,8 @@ class Reconciler:
         with self._lock:
             written = self._tables.get(key)
         if written == (job.status.generation, cm["data"]):
+            return
+        if not self._table_due_now(key, COMPLETED_MARK in cm["data"][RANK_TABLE_KEY]):
             return
         try:
             stored = self.kube.merge_patch(job.namespace, "configmaps", name, {"data": cm["data"]})

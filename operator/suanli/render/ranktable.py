@@ -7,11 +7,12 @@ Everything here is pure; the engine drives the lifecycle:
    ``build_rank_table_config_map(job, slots, {})``: status ``initializing``, ``generation`` = job.status.generation.
    :func:`rank_table_stale` says whether a ConfigMap found on the server belongs to an older gang.
 2. On every event of the running gang's pods, it rebuilds the ConfigMap from those pods and patches it when the
-   data changed. The table turns ``completed`` only when every replica's entry is real: the pod of this
-   generation has an IP and the device plugin's annotation lists exactly the cards it was given, with usable
-   device IPs where the schema needs them. Device ids and IPs come only from that annotation; nothing is guessed
-   (the kubelet, not the scheduler, picks the physical cards, and the plugin writes the annotation from a
-   periodic loop, possibly after the pod has its IP).
+   data changed (a completed table at once, changes of one still initializing at most once a second). The
+   table turns ``completed`` only when every replica's entry is real: the pod of this generation has an IP and
+   the device plugin's annotation lists exactly the cards it was given, with usable device IPs where the schema
+   needs them. Device ids and IPs come only from that annotation; nothing is guessed (the kubelet, not the
+   scheduler, picks the physical cards, and the plugin writes the annotation from a periodic loop, possibly
+   after the pod has its IP).
 3. Pods never read the ConfigMap file directly (a ConfigMap volume file is a symlink, which torch_npu refuses as
    a RANK_TABLE_FILE): an init container waits for ``completed`` of its own generation and copies the table to
    a regular file (:func:`rank_table_init_container`).
