@@ -109,9 +109,11 @@ def test_two_replicas_on_one_node_get_unique_server_ids(
     wait_for(lambda: phase(api_client, namespace, "shared") == "Running", 60, what="Running")
     pods = _gang(core, namespace, "shared", 0, 2)
     assert pods[0].spec.node_name == pods[1].spec.node_name, "both replicas share the node"
-    table, data = _table(core, namespace, "shared")
+    # A table still waiting is written at most once a second: within a few, it says what it waits for.
+    wait_for(lambda: "has not written" in _table(core, namespace, "shared")[1].get("waiting", ""), 10,
+             what="the table to name the missing device annotations")
+    table, _ = _table(core, namespace, "shared")
     assert table.get("status") == "initializing", "no device plugin annotation yet: nothing is guessed"
-    assert "has not written" in data["waiting"]
     # The kubelet gave the two pods disjoint cards of the node.
     for pod, cards in zip(pods, ([4, 5, 6, 7], [0, 1, 2, 3]), strict=True):
         _annotate_like_the_device_plugin(core, namespace, pod, cards)
