@@ -367,11 +367,23 @@ def test_the_agent_changes_only_its_own_node(env: Env) -> None:
     agent = agent_on(env, "node-a")
     core, custom = client.CoreV1Api(agent), client.CustomObjectsApi(agent)
     label = {"metadata": {"labels": {"suanli.io/accelerator.healthy": "0"}}}
-    taint = {"spec": {"taints": [{"key": "suanli.io/unhealthy", "value": "true", "effect": "NoSchedule"}]}}
+    ours = {"key": "suanli.io/unhealthy", "value": "true", "effect": "NoSchedule"}
 
     # Its own node: the labels and taint it maintains.
     core.patch_node("node-a", label)
-    core.patch_node("node-a", taint)
+    # As the agent does it: the node's other taints kept (the node-lifecycle controller may add not-ready to a
+    # fresh fake node at any moment, and dropping that is refused), over the version read.
+    for _ in range(5):
+        node = admin_core.read_node("node-a")
+        kept = [env.admin.sanitize_for_serialization(t) for t in node.spec.taints or [] if t.key != ours["key"]]
+        try:
+            core.patch_node("node-a", {"metadata": {"resourceVersion": node.metadata.resource_version},
+                                       "spec": {"taints": [*kept, ours]}})
+            break
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    assert any(t.key == ours["key"] for t in admin_core.read_node("node-a").spec.taints or [])
     # The attack of issue 11: a stolen agent token marks another node unhealthy and evicts it.
     assert "node-a" in _forbidden(core.patch_node, "node-b", label)
     _forbidden(core.patch_node, "node-b", {"spec": {"taints": [{"key": "x", "effect": "NoExecute"}]}})
