@@ -39,8 +39,14 @@ def fleet(
         tear_down(api_client, namespace, names)
 
 
-def _env(pod: client.V1Pod) -> dict[str, str]:
-    return {e.name: e.value for e in pod.spec.containers[0].env or []}
+def _env(core: client.CoreV1Api, pod: client.V1Pod) -> dict[str, str]:
+    """The trainer's environment as the kubelet builds it: its envFrom ConfigMaps, then its env over them."""
+    trainer = pod.spec.containers[0]
+    out: dict[str, str] = {}
+    for source in trainer.env_from or []:
+        out.update(core.read_namespaced_config_map(source.config_map_ref.name, pod.metadata.namespace).data or {})
+    out.update({e.name: e.value for e in trainer.env or []})
+    return out
 
 
 @pytest.mark.parametrize(
@@ -69,11 +75,11 @@ def test_job_runs_to_success_on_each_vendor(
         assert pod.spec.node_name, "bound through the Binding subresource"
         assert vendor in pod.spec.node_name
         assert pod.spec.containers[0].resources.limits[resource] == "8"
-        env = _env(pod)
+        env = _env(core, pod)
         assert env["SUANLI_COLLECTIVE_BACKEND"] == backend
         assert env["WORLD_SIZE"] == "16" and env["PET_NNODES"] == "2" and env["PET_NPROC_PER_NODE"] == "8"
         assert env["MASTER_ADDR"] == f"train-0.train.{namespace}.svc"
-    ranks = sorted(int(_env(p)["RANK"]) for p in pods)
+    ranks = sorted(int(_env(core, p)["RANK"]) for p in pods)
     assert ranks == [0, 1], "RANK is the pod's node rank, as MindCluster and Kubeflow set it"
     core.read_namespaced_service("train", namespace)
     if vendor == "huawei":

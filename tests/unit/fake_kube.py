@@ -105,7 +105,10 @@ class FakeKube:
                 if field in meta:
                     merged = {**(current["metadata"].get(field) or {}), **meta[field]}
                     current["metadata"][field] = {k: v for k, v in merged.items() if v is not None}
-            current.update(copy.deepcopy({k: v for k, v in patch.items() if k != "metadata"}))
+            if "data" in patch:  # a ConfigMap's keys merge, and null removes one
+                merged = {**(current.get("data") or {}), **patch["data"]}
+                current["data"] = {k: v for k, v in merged.items() if v is not None}
+            current.update(copy.deepcopy({k: v for k, v in patch.items() if k not in ("metadata", "data")}))
             current["metadata"]["resourceVersion"] = str(next(self._rv))
             return copy.deepcopy(current)
 

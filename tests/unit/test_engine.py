@@ -417,7 +417,7 @@ def test_a_mixed_gang_records_each_replicas_candidate_and_renders_each_vendor(
     images = {p["spec"]["nodeName"]: p["spec"]["containers"][0]["image"] for p in fake.pods().values()}
     assert images == {n: ("cuda" if n.startswith("n") else "cann") for n in by_node}
     assert fake.status_log[-1]["phase"] == "Running"
-    assert not any(c[1] == "configmaps" for c in fake.calls), "no HCCL table for a mix"
+    assert not any(c[1] == "configmaps" and c[2].startswith("rings-config-") for c in fake.calls), "no HCCL table"
 
 
 def test_nodes_freed_by_preemption_are_held_for_the_preempting_job(setup: tuple[Controller, FakeKube]) -> None:
@@ -765,3 +765,47 @@ def test_a_rank_table_still_waiting_is_written_once_a_second_and_a_completed_one
         engine.reconcile_queued()
     table = fake.objects[("configmaps", "ns", "rings-config-npu")]["data"]
     assert '"status":"completed"' in table["hccl.json"], "written at once, without waiting out a second"
+
+
+def test_the_shared_launch_variables_are_made_before_the_pods_and_renewed_for_each_gang(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    """The replicas' shared launch variables live in `<job>-launch` (envFrom): it exists before any pod, and a
+    restarted gang gets it rewritten for its generation, keys the new gang does not have removed."""
+    engine, fake = setup
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    first_pod = next(i for i, c in enumerate(fake.calls) if c[1] == "pods")
+    launch = next(i for i, c in enumerate(fake.calls) if c[1] == "configmaps" and c[2] == "gang-launch")
+    assert launch < first_pod
+    data = fake.objects[("configmaps", "ns", "gang-launch")]["data"]
+    assert data["SUANLI_GENERATION"] == "0" and data["WORLD_SIZE"] == "16"
+    for pod in fake.pods().values():
+        trainer = pod["spec"]["containers"][0]
+        assert trainer["envFrom"] == [{"configMapRef": {"name": "gang-launch"}}]
+        assert not {e["name"] for e in trainer["env"]} & set(data)
+    data["STALE"] = "from an older operator"
+    gone = fake.objects.pop(("pods", "ns", "gang-g0-1"))
+    engine.on_pod("DELETED", gone)
+    engine.reconcile_queued()
+    assert phase(fake, "gang") == "Restarting"
+    sync(engine, fake)
+    cycle(engine, fake)
+    assert phase(fake, "gang") == "Running" and {n[:7] for n in fake.pods()} == {"gang-g1"}
+    data = fake.objects[("configmaps", "ns", "gang-launch")]["data"]
+    assert data["SUANLI_GENERATION"] == "1" and "STALE" not in data
+
+
+def test_a_strangers_config_map_of_the_launch_name_fails_the_gang_before_any_pod(
+    setup: tuple[Controller, FakeKube],
+) -> None:
+    engine, fake = setup
+    fake.objects[("configmaps", "ns", "gang-launch")] = {
+        "metadata": {"name": "gang-launch", "namespace": "ns", "uid": "other"}, "data": {"MASTER_ADDR": "evil"}}
+    submit(engine, fake, job(replicas=2))
+    engine.schedule()
+    engine.drain()
+    status = fake.job("ns", "gang")["status"]
+    assert status["reason"] == "BindFailed" and "configmap ns/gang-launch already exists" in status["message"]
+    assert not [c for c in fake.calls if c[1] == "pods"], "no pod created"
+    assert fake.objects[("configmaps", "ns", "gang-launch")]["data"] == {"MASTER_ADDR": "evil"}, "left alone"

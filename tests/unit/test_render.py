@@ -99,3 +99,54 @@ def test_spec_hash_is_blind_to_fields_left_at_their_defaults() -> None:
     template = job().spec.template.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     assert spec_hash(job()) == spec_hash(job(template={**template, "securityContext": None}, failurePolicy={}))
     assert spec_hash(job()) != spec_hash(job(template={**template, "securityContext": {"runAsUser": 1000}}))
+
+
+def _effective_env(pod: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """What the kubelet gives the trainer: its envFrom ConfigMaps in order, then its env over them."""
+    trainer = pod["spec"]["containers"][0]
+    out: dict[str, Any] = {}
+    for source in trainer.get("envFrom") or []:
+        out.update(config_maps[source["configMapRef"]["name"]])
+    out.update({e["name"]: e.get("value", e.get("valueFrom")) for e in trainer.get("env") or []})
+    return out
+
+
+@pytest.mark.parametrize("shape", ["one vendor", "ascend, one card", "mixed", "mindspore", "one replica"])
+def test_shared_launch_variables_give_every_pod_exactly_its_own_environment(shape: str) -> None:
+    """The launch variables all replicas have alike go to one ConfigMap (envFrom); each pod keeps what is its
+    own. Whatever the gang, each trainer ends up with exactly the environment build_pod gives it, the user's
+    own variables (MASTER_PORT here) still winning."""
+    from suanli.controller.slots import render_gang
+    from suanli.render.gang import launch_config_map_name
+    from suanli.settings import OperatorSettings
+
+    spec: dict[str, Any] = {}
+    vendors = ["nvidia"] * 4
+    if shape == "ascend, one card":
+        spec, vendors = {"acceleratorsPerReplica": 1}, ["huawei"] * 4
+    elif shape == "mixed":
+        spec, vendors = {"allowMixedVendors": True}, ["nvidia", "nvidia", "huawei", "hygon"]
+    elif shape == "mindspore":
+        spec, vendors = {"framework": "mindspore", "candidates": [
+            {"vendor": "huawei", "model": "Ascend910B", "image": "img:ascend"}]}, ["huawei"] * 4
+    elif shape == "one replica":
+        spec, vendors = {"replicas": 1}, ["nvidia"]
+    j = job(**spec)
+    slots = [GangSlot(i, f"node-{i}", RESOURCES[v], v, f"img:{v}", "0") for i, v in enumerate(vendors)]
+    gang = render_gang(j, slots, OperatorSettings())
+    full = [build_pod(j, s, world=len(slots), generation=0, scheduler_name="suanli",
+                      tolerate=OperatorSettings().inventory.tolerated_taints, rank_table=len(set(vendors)) == 1)
+            for s in slots]
+    maps = {launch_config_map_name("llama"): gang.launch_env}
+    for pod, whole in zip(gang.pods, full, strict=True):
+        assert _effective_env(pod, maps) == _effective_env(whole, {}), pod["metadata"]["name"]
+        assert _effective_env(pod, maps)["MASTER_PORT"] == "12345", "the user's variable wins"
+        inline = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert not inline & set(gang.launch_env), "nothing both inline and shared"
+    if shape == "one vendor":
+        inline = {e["name"] for e in gang.pods[1]["spec"]["containers"][0]["env"]}
+        assert inline == {"RANK", "NODE_RANK", "PET_NODE_RANK", "SUANLI_NODE_RANK", "SUANLI_FIRST_RANK",
+                          "MASTER_PORT", "EPOCHS"}, "the per-replica variables and the user's"
+        assert "MASTER_PORT" not in gang.launch_env, "the user's variables are never moved"
+    if shape == "mixed":
+        assert "SUANLI_COLLECTIVE_BACKEND" not in gang.launch_env, "it differs per vendor: on each pod"

@@ -28,12 +28,19 @@ from .. import lifecycle
 from ..api.aitrainingjob import AITrainingJob, AITrainingJobStatus
 from ..metrics import Metrics
 from ..render import GangSlot, build_rank_table_config_map, build_service, rank_table_stale
-from ..render.gang import PLAN_ANNOTATION, PLAN_VERSION_ANNOTATION, PLANNED_NODE_ANNOTATION, rank_table_name
+from ..render.gang import (
+    PLAN_ANNOTATION,
+    PLAN_VERSION_ANNOTATION,
+    PLANNED_NODE_ANNOTATION,
+    build_launch_config_map,
+    launch_config_map_name,
+    rank_table_name,
+)
 from ..settings import OperatorSettings
 from . import plans
 from .cache import ClusterCache, JobKey, owner_uid
 from .kubeapi import KubeApi, NotLeader
-from .slots import as_reserved, has_rank_table, render_pods
+from .slots import as_reserved, has_rank_table, render_gang, render_pods
 from .status import Conflict, StatusWriter
 
 log = logging.getLogger("suanli.binder")
@@ -197,11 +204,12 @@ class Binder:
             job = job.model_copy(update={"status": plan})
             failure_events.append(("Normal", "Placed", plan.message or ""))
         created: list[dict[str, Any]] = []
+        gang = render_gang(job, slots, self.settings)
+        pods = gang.pods
         try:
             if self._stopping.is_set():
                 raise Stopping("operator stopping")
-            version = self._prepare(job, slots, uid, text)
-            pods = render_pods(job, slots, self.settings)
+            version = self._prepare(job, slots, uid, text, gang.launch_env)
             for pod in pods:
                 pod["metadata"]["annotations"][PLAN_VERSION_ANNOTATION] = version
             self._check_alive(key, uid)
@@ -236,18 +244,39 @@ class Binder:
             )
         return "bound"
 
-    def _prepare(self, job: AITrainingJob, slots: list[GangSlot], uid: str, plan: str | None) -> str:
+    def _prepare(self, job: AITrainingJob, slots: list[GangSlot], uid: str, plan: str | None,
+                 launch_env: dict[str, str]) -> str:
         """What the pods need before they exist: the headless Service their hostnames resolve through, carrying
-        `plan` (the encoded plan, or None to leave it as it is) and, for an Ascend gang, a rank table reset to
-        this generation's `initializing` one. Returns the Service's resourceVersion, which each pod records."""
-        service = self._adopt_or_create(job.namespace, "services", build_service(job, plan), uid)
-        annotations = (service.get("metadata") or {}).get("annotations") or {}
-        if plan is not None and annotations.get(PLAN_ANNOTATION) != plan:  # an earlier gang's Service, reused
-            service = self.kube.merge_patch(job.namespace, "services", job.name,
-                                            {"metadata": {"annotations": {PLAN_ANNOTATION: plan}}})
-        if has_rank_table(slots):
-            self._reset_rank_table(job, slots)
+        `plan` (the encoded plan, or None to leave it as it is); alongside it the ConfigMap of the launch
+        variables the replicas share; and, for an Ascend gang, a rank table reset to this generation's
+        `initializing` one. Returns the Service's resourceVersion, which each pod records."""
+        try:
+            launch = self._requests.submit(self._put_launch_env, job, uid, launch_env) if launch_env else None
+        except RuntimeError as exc:  # the request pool shut down: the operator is stopping
+            raise Stopping("operator stopping") from exc
+        try:
+            service = self._adopt_or_create(job.namespace, "services", build_service(job, plan), uid)
+            annotations = (service.get("metadata") or {}).get("annotations") or {}
+            if plan is not None and annotations.get(PLAN_ANNOTATION) != plan:  # an earlier gang's Service, reused
+                service = self.kube.merge_patch(job.namespace, "services", job.name,
+                                                {"metadata": {"annotations": {PLAN_ANNOTATION: plan}}})
+            if has_rank_table(slots):
+                self._reset_rank_table(job, slots)
+        finally:
+            if launch is not None:
+                wait([launch])
+        if launch is not None:
+            launch.result()
         return str((service.get("metadata") or {}).get("resourceVersion"))
+
+    def _put_launch_env(self, job: AITrainingJob, uid: str, data: dict[str, str]) -> None:
+        """Create the launch ConfigMap, or make an earlier gang's hold exactly `data` (a new generation's)."""
+        body = build_launch_config_map(job, data)
+        stored = self._adopt_or_create(job.namespace, "configmaps", body, uid)
+        old = stored.get("data") or {}
+        if old != data:  # a merge patch keeps keys it does not name: name the stale ones as null
+            self.kube.merge_patch(job.namespace, "configmaps", body["metadata"]["name"],
+                                  {"data": {**{k: None for k in old if k not in data}, **data}})
 
     def _write_quietly(self, job: AITrainingJob, status: AITrainingJobStatus, *events: tuple[str, str, str]) -> bool:
         """Write a status; a conflict or a vanished job is left to the next reconcile of the fresh version."""
@@ -346,7 +375,8 @@ class Binder:
         items: list[tuple[str, str, str | None]] = [
             ("pods", p["metadata"]["name"], p["metadata"].get("uid")) for p in created
         ]
-        for plural, name in (("services", job.name), ("configmaps", rank_table_name(job.name))):
+        for plural, name in (("services", job.name), ("configmaps", rank_table_name(job.name)),
+                             ("configmaps", launch_config_map_name(job.name))):
             try:
                 found = self.kube.read(job.namespace, plural, name)
             except ApiException:

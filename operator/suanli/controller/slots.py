@@ -3,6 +3,7 @@ recorded in the job's status, and the pods rendered for them. Pure: inventory an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..api.aitrainingjob import AITrainingJob
@@ -10,7 +11,7 @@ from ..inventory import Inventory, format_link_domains
 from ..inventory.models import VENDOR_BY_NAME
 from ..placement import Placement
 from ..render import GangSlot, build_pod, rank_table_schema, spec_hash
-from ..render.gang import PLANNED_NODE_ANNOTATION
+from ..render.gang import PLANNED_NODE_ANNOTATION, share_launch_env
 from ..settings import OperatorSettings
 
 
@@ -72,11 +73,24 @@ def has_rank_table(slots: list[GangSlot]) -> bool:
     return bool(slots) and all(VENDOR_BY_NAME[s.vendor].needs_rank_table for s in slots)
 
 
+@dataclass(frozen=True)
+class RenderedGang:
+    pods: list[dict[str, Any]]
+    """Unbound, each annotated with its planned node."""
+    launch_env: dict[str, str]
+    """The launch variables all replicas share: the data of the ConfigMap their envFrom names."""
+
+
 def render_pods(job: AITrainingJob, slots: list[GangSlot], settings: OperatorSettings) -> list[dict[str, Any]]:
     """The gang's pods, unbound, each annotated with its planned node."""
+    return render_gang(job, slots, settings).pods
+
+
+def render_gang(job: AITrainingJob, slots: list[GangSlot], settings: OperatorSettings) -> RenderedGang:
+    """The gang's pods, and the launch variables they share (render.gang.share_launch_env)."""
     digest = spec_hash(job)
     rank_table = has_rank_table(slots)
-    return [
+    pods = [
         build_pod(
             job,
             s,
@@ -89,6 +103,7 @@ def render_pods(job: AITrainingJob, slots: list[GangSlot], settings: OperatorSet
         )
         for s in slots
     ]
+    return RenderedGang(pods, share_launch_env(job, pods))
 
 
 def as_reserved(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
