@@ -540,7 +540,11 @@ def suanli_supports_qps() -> bool:
 
 
 def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient, kube: KubeApi,
-              args: argparse.Namespace, qps: float | None, rate: float | None, tag: str) -> dict[str, Any]:
+              args: argparse.Namespace, qps: float | None, rate: float | None, tag: str,
+              make_pod: Callable[[int, int, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One phase of `scheduler`; kube-scheduler's and the trivial binder's groups are `make_pod`'s pods
+    (default: plain_pod; bench/pod_shape.py passes others)."""
+    make_pod = make_pod or plain_pod
     if scheduler == "suanli":
         return suanli_phase(cluster, api, kube, args, qps, rate, tag)
     log_path = cluster.dir / f"{scheduler}-{tag}.log"
@@ -571,7 +575,7 @@ def run_phase(scheduler: str, cluster: Any, bin_dir: Path, api: client.ApiClient
 
     def submit_group(i: int) -> None:
         for r in range(args.replicas):
-            kube.create(NAMESPACE, "pods", plain_pod(i, r, args.per_replica, scheduler_name))
+            kube.create(NAMESPACE, "pods", make_pod(i, r, args.per_replica, scheduler_name))
 
     try:
         result = measure(api, scheduler, dict(cluster.pids), start, submit_group, args, rate, tag)
