@@ -32,9 +32,11 @@ from ..render.gang import (
 )
 from .cache import owner_uid
 
-MAX_PLAN_BYTES = 200_000
-"""Above this a plan goes to the job's status instead: an object's annotations may hold 256 KiB in all
-(~1,300 replicas of plan, with link domains and topology)."""
+MAX_PLAN_BYTES = 64_000
+"""Above this (~400 replicas, with link domains and topology) a plan goes to the job's status instead: an
+object's annotations may hold 256 KiB in all, every watcher of Services (CoreDNS, the endpoint controllers;
+kube-proxy skips headless ones) gets the whole object, and for a gang that large one status write more is
+nothing beside its pods' writes."""
 
 
 def encode(plan: AITrainingJobStatus) -> str | None:
