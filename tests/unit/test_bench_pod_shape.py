@@ -19,7 +19,7 @@ def trainer_env(pod: dict) -> set[str]:  # type: ignore[type-arg]
 
 
 def test_each_shape_is_what_it_says() -> None:
-    made = {shape: pod_shape.maker(shape, 8)(0, 3, 1, "trivial") for shape in pod_shape.SHAPES}  # group 0: Ascend
+    made = {shape: pod_shape.maker(shape, 8, 1)(0, 3, 1, "trivial") for shape in pod_shape.SHAPES}  # Ascend
     assert made["plain"] == e2e.plain_pod(0, 3, 1, "trivial")
     for shape, pod in made.items():
         meta = pod["metadata"]
@@ -34,4 +34,4 @@ def test_each_shape_is_what_it_says() -> None:
     assert "initContainers" not in made["no-init"]["spec"] and trainer_env(made["no-init"]) == trainer_env(full)
     assert not [v for v in made["no-init"]["spec"]["volumes"] if v["name"].startswith("suanli-rank")]
     with pytest.raises(ValueError, match="unknown shape"):
-        pod_shape.maker("square", 8)
+        pod_shape.maker("square", 8, 1)
