@@ -560,20 +560,22 @@ def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[C
         "the pods made before the stop were finished where planned, not planned again"
 
 
-def test_a_strangers_service_of_the_jobs_name_fails_the_gang_before_any_pod(
-    setup: tuple[Controller, FakeKube],
+@pytest.mark.parametrize(("plural", "name"), [("services", "gang"), ("configmaps", "gang-launch")])
+def test_a_strangers_object_of_the_gangs_name_fails_the_gang_before_any_pod(
+    setup: tuple[Controller, FakeKube], plural: str, name: str,
 ) -> None:
-    """The Service goes out alongside the plan write, but pods still wait for it: a name taken by someone else
-    rolls the gang back with the reason, and no pod is ever made."""
+    """The Service (which carries the plan) and the launch ConfigMap go out before any pod: a name taken by
+    someone else rolls the gang back with the reason, no pod is ever made, and the stranger's object stays."""
     engine, fake = setup
-    fake.objects[("services", "ns", "gang")] = {"metadata": {"name": "gang", "namespace": "ns", "uid": "other"}}
+    stranger = {"metadata": {"name": name, "namespace": "ns", "uid": "other"}, "data": {"MASTER_ADDR": "evil"}}
+    fake.objects[(plural, "ns", name)] = stranger
     submit(engine, fake, job(replicas=2))
     engine.schedule()
     engine.drain()
     status = fake.job("ns", "gang")["status"]
-    assert status["reason"] == "BindFailed" and "service ns/gang already exists" in status["message"]
+    assert status["reason"] == "BindFailed" and f"{plural[:-1]} ns/{name} already exists" in status["message"]
     assert not [c for c in fake.calls if c[1] == "pods"], "no pod created"
-    assert fake.objects[("services", "ns", "gang")]["metadata"]["uid"] == "other", "the stranger's Service stays"
+    assert fake.objects[(plural, "ns", name)] == stranger, "left alone"
 
 
 def test_a_running_write_refused_with_a_conflict_is_resumed_not_replanned(
@@ -794,18 +796,3 @@ def test_the_shared_launch_variables_are_made_before_the_pods_and_renewed_for_ea
     assert phase(fake, "gang") == "Running" and {n[:7] for n in fake.pods()} == {"gang-g1"}
     data = fake.objects[("configmaps", "ns", "gang-launch")]["data"]
     assert data["SUANLI_GENERATION"] == "1" and "STALE" not in data
-
-
-def test_a_strangers_config_map_of_the_launch_name_fails_the_gang_before_any_pod(
-    setup: tuple[Controller, FakeKube],
-) -> None:
-    engine, fake = setup
-    fake.objects[("configmaps", "ns", "gang-launch")] = {
-        "metadata": {"name": "gang-launch", "namespace": "ns", "uid": "other"}, "data": {"MASTER_ADDR": "evil"}}
-    submit(engine, fake, job(replicas=2))
-    engine.schedule()
-    engine.drain()
-    status = fake.job("ns", "gang")["status"]
-    assert status["reason"] == "BindFailed" and "configmap ns/gang-launch already exists" in status["message"]
-    assert not [c for c in fake.calls if c[1] == "pods"], "no pod created"
-    assert fake.objects[("configmaps", "ns", "gang-launch")]["data"] == {"MASTER_ADDR": "evil"}, "left alone"

@@ -157,38 +157,32 @@ class Reconciler:
             and decision.status.ready_replicas != job.status.ready_replicas
             and decision.status.model_copy(update={"ready_replicas": job.status.ready_replicas}) == job.status
         )
-        if not only_ready:
-            return False
-        now = time.monotonic()
-        with self._lock:
-            due = self._ready_due.get(key)
-            if due is None:
-                self._ready_due[key] = now + READY_WRITE_INTERVAL_S
-                self.queue.add_after(key, READY_WRITE_INTERVAL_S)
-                return True
-            if now < due:
-                return True  # already due to be written
-            del self._ready_due[key]
-        return False
+        return only_ready and self._held(self._ready_due, key, READY_WRITE_INTERVAL_S)
 
     def _table_due_now(self, key: JobKey, completed: bool) -> bool:
         """Whether a changed rank table is to be written now. HCCL waits for `completed`, which goes at once; a
         table still initializing changes with each pod's IP and device annotation — a patch per pod event of a
         growing ConfigMap for a large gang — so its changes are held for a second and written as one."""
+        if completed:
+            with self._lock:
+                self._table_due.pop(key, None)
+            return True
+        return not self._held(self._table_due, key, TABLE_WRITE_INTERVAL_S)
+
+    def _held(self, dues: dict[JobKey, float], key: JobKey, interval: float) -> bool:
+        """Whether `key`'s write is held back: the first change starts an `interval` (the job is re-queued for
+        its end) and the changes meanwhile wait for it; once it is over, the write goes out."""
         now = time.monotonic()
         with self._lock:
-            if completed:
-                self._table_due.pop(key, None)
-                return True
-            due = self._table_due.get(key)
+            due = dues.get(key)
             if due is None:
-                self._table_due[key] = now + TABLE_WRITE_INTERVAL_S
-                self.queue.add_after(key, TABLE_WRITE_INTERVAL_S)
-                return False
+                dues[key] = now + interval
+                self.queue.add_after(key, interval)
+                return True
             if now < due:
-                return False  # already due to be written
-            del self._table_due[key]
-        return True
+                return True  # already due to be written
+            del dues[key]
+        return False
 
     def verdict(self, node: str) -> NodeVerdict:
         if not self.cache.node_ready(node):
