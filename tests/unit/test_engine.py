@@ -700,6 +700,12 @@ def test_a_plan_too_large_for_the_service_goes_to_the_status(
 
     engine, fake = setup
     monkeypatch.setattr(plans, "MAX_PLAN_BYTES", 100)
+    # An earlier attempt's plan on the job's Service (a smaller gang, before the spec changed) must not stay.
+    owner = {"apiVersion": "suanli.io/v1alpha1", "kind": "AITrainingJob", "name": "gang", "uid": "uid-gang",
+             "controller": True}
+    fake.objects[("services", "ns", "gang")] = {"metadata": {
+        "name": "gang", "namespace": "ns", "uid": "s1", "resourceVersion": "7", "ownerReferences": [owner],
+        "annotations": {PLAN_ANNOTATION: '{"placement": [{"replica": 0, "node": "n3"}]}'}}}
     submit(engine, fake, job())
     _interrupt(engine, fake, after_binds=2)
     assert [s["phase"] for s in fake.status_log] == ["Scheduling"]

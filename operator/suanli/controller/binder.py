@@ -4,12 +4,13 @@ Runs on a gang worker, off the scheduling cycle (Kueue's assume-then-apply-async
 already assumed the gang's cards in the cache. Steps, each safe to repeat after a crash:
 1. the headless Service, carrying the plan (controller/plans.py) — a new leader resumes it, never re-plans
    over pods already made; a plan too large for an annotation is written to the job's status (Scheduling)
-   instead — and, for an all-Ascend gang, the rank table reset for this generation;
+   instead — with, alongside, the ConfigMap of the launch variables all replicas share and, for an
+   all-Ascend gang, the rank table reset for this generation;
 2. every pod created and then bound at once, pod by pod in parallel (a pod's bind does not wait for the
    other pods' creates); objects that already exist are adopted only if this job's uid owns them;
 3. one status write: Running, with the placement — or, if anything failed after the per-request retries,
    every pod deleted, the assumption forgotten and the job back to Pending (BindFailed) with a back-off.
-A job deleted meanwhile is cleaned up (its pods, Service and rank table, by uid) and forgotten; a replica
+A job deleted meanwhile is cleaned up (its pods, Service and ConfigMaps, by uid) and forgotten; a replica
 that lost leadership stops at once and writes nothing (the new leader resumes from the Service or status).
 """
 
@@ -188,7 +189,9 @@ class Binder:
         failure_events: list[tuple[str, str, str]] = []
         text = plans.encode(plan) if plan is not None else None
         if plan is not None and text is None:
-            # Too large for the Service: persisted in the status (Scheduling), resumed from there.
+            # Too large for the Service: persisted in the status (Scheduling), resumed from there; an earlier
+            # attempt's plan on the Service is removed ("").
+            text = ""
             try:
                 stored = self.writer.write(job, plan, ("Normal", "Placed", plan.message or ""))
             except Conflict:
@@ -247,7 +250,7 @@ class Binder:
     def _prepare(self, job: AITrainingJob, slots: list[GangSlot], uid: str, plan: str | None,
                  launch_env: dict[str, str]) -> str:
         """What the pods need before they exist: the headless Service their hostnames resolve through, carrying
-        `plan` (the encoded plan, or None to leave it as it is); alongside it the ConfigMap of the launch
+        `plan` (the encoded plan; "" for none; None to leave it as it is); alongside it the ConfigMap of the launch
         variables the replicas share; and, for an Ascend gang, a rank table reset to this generation's
         `initializing` one. Returns the Service's resourceVersion, which each pod records."""
         try:
@@ -255,11 +258,11 @@ class Binder:
         except RuntimeError as exc:  # the request pool shut down: the operator is stopping
             raise Stopping("operator stopping") from exc
         try:
-            service = self._adopt_or_create(job.namespace, "services", build_service(job, plan), uid)
+            service = self._adopt_or_create(job.namespace, "services", build_service(job, plan or None), uid)
             annotations = (service.get("metadata") or {}).get("annotations") or {}
-            if plan is not None and annotations.get(PLAN_ANNOTATION) != plan:  # an earlier gang's Service, reused
+            if plan is not None and annotations.get(PLAN_ANNOTATION, "") != plan:  # an earlier gang's Service
                 service = self.kube.merge_patch(job.namespace, "services", job.name,
-                                                {"metadata": {"annotations": {PLAN_ANNOTATION: plan}}})
+                                                {"metadata": {"annotations": {PLAN_ANNOTATION: plan or None}}})
             if has_rank_table(slots):
                 self._reset_rank_table(job, slots)
         finally:
