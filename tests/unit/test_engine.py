@@ -802,3 +802,31 @@ def test_the_shared_launch_variables_are_made_before_the_pods_and_renewed_for_ea
     assert phase(fake, "gang") == "Running" and {n[:7] for n in fake.pods()} == {"gang-g1"}
     data = fake.objects[("configmaps", "ns", "gang-launch")]["data"]
     assert data["SUANLI_GENERATION"] == "1" and "STALE" not in data
+
+
+def test_a_request_cancelled_by_the_shutdown_leaves_the_gang_for_the_next_leader(
+    setup: tuple[Controller, FakeKube], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The 5,000-node bench (third round) logged 'failed to bind, rolling back: ' with no reason for gangs in
+    flight at SIGTERM: the launch ConfigMap's request, queued on the request pool, was cancelled by its
+    shutdown. The roll-back's own requests were refused on the way out, so the gangs were left for the next
+    leader all the same, but the log said otherwise; a failure while stopping is now a stop, said as one."""
+    from concurrent.futures import CancelledError
+
+    engine, fake = setup
+    caplog.set_level("INFO", logger="suanli.binder")
+
+    def cancelled_at_shutdown(verb: str, plural: str, name: str) -> Exception | None:
+        if verb == "create" and name == "gang-launch":
+            engine.binder.stop()
+            return CancelledError()
+        return None
+
+    fake.fail = cancelled_at_shutdown
+    submit(engine, fake, job())
+    engine.schedule()
+    engine.drain()
+    assert fake.status_log == [], "no BindFailed: nothing written on the way out"
+    assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
+    assert engine.metrics.bind_failures._value.get() == 0
+    assert "failed to bind" not in caplog.text and "operator stopping" in caplog.text

@@ -226,7 +226,9 @@ class Binder:
             self.cache.forget(key)
             return "abandoned"
         except Exception as exc:
-            reason = exc.reason if isinstance(exc, ApiException) else str(exc)
+            if self._stopping.is_set():  # e.g. the launch ConfigMap's request cancelled by the pool's shutdown
+                raise Stopping("operator stopping") from exc
+            reason = exc.reason if isinstance(exc, ApiException) else str(exc) or type(exc).__name__
             log.warning("gang %s/%s failed to bind, rolling back: %s", *key, reason)
             self._roll_back(job, created)
             self.cache.forget(key)
