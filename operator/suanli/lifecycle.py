@@ -1,11 +1,12 @@
 """The job's phase machine: every status a job can get, and what to do about it.
 
-Pending → Scheduling → Running → Succeeded | Failed, with Restarting in between when a replica fails or
+Pending → Running → Succeeded | Failed (Scheduling between the first two only for a gang whose plan is too
+large for its Service, controller/plans.py), with Restarting in between when a replica fails or
 vanishes, its node is lost or its accelerator turns unhealthy, or a higher-priority job preempts it. Pure:
 the engine gathers the job's pods and a verdict per node and calls `advance`, or reports what scheduling and
 binding did (`placed`, `bound`, `bind_failed`, `unschedulable`, `preempting`, `invalid`), and applies the
-returned status and actions. All state lives in the job's status and its pods, so a restarted operator
-reaches the same decisions.
+returned status and actions. All state lives in the job's status and its pods (and a plan in flight on its
+Service), so a restarted operator reaches the same decisions.
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ def describe(placement: Placement) -> str:
 
 
 def placed(job: AITrainingJob, placement: Placement, now: datetime, took_ms: float) -> AITrainingJobStatus:
-    """The gang has a plan: Scheduling, with the plan recorded so a restarted operator finishes it."""
+    """The gang has a plan: the status it will have while being bound (Scheduling), which the binder persists
+    on the job's Service, or in the status when too large, so a restarted operator finishes it."""
     mixed = placement.vendor == "mixed"
     preferred = job.spec.topology.preferred
     met = "" if preferred is None else (

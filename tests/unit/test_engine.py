@@ -532,15 +532,8 @@ def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[C
     next leader resumes it (the 5,000-node bench logged 'failed to bind, rolling back' for gangs cut short
     by SIGTERM)."""
     engine, fake = setup
-
-    def stop_after_two_binds(verb: str, plural: str, name: str) -> None:
-        if verb == "bind" and fake.bindings == 2:
-            engine.binder.stop()
-
-    fake.after = stop_after_two_binds
     submit(engine, fake, job())
-    engine.schedule()
-    engine.drain()
+    _interrupt(engine, fake, after_binds=2)
     assert fake.status_log == [], "no status written: the plan is on the Service"
     assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
     assert engine.metrics.bind_failures._value.get() == 0
@@ -548,7 +541,6 @@ def test_a_gang_in_flight_at_shutdown_is_left_for_the_next_leader(setup: tuple[C
     made = {name: p["metadata"]["annotations"][PLANNED_NODE_ANNOTATION] for name, p in fake.pods().items()}
 
     # The next leader: a fresh engine fed what its watches list.
-    fake.after = lambda *_: None
     leader = _next_leader(fake)
     leader.schedule()
     leader.drain()

@@ -1,5 +1,5 @@
-"""A gang's slots (replica → node, resource, vendor, image, link domains) from a fresh plan or from the plan
-recorded in the job's status, and the pods rendered for them. Pure: inventory and job in, manifests out."""
+"""A gang's slots (replica → node, resource, vendor, image, link domains) from a fresh plan or from a persisted
+plan carried as the job's status, and the pods rendered for them. Pure: inventory and job in, manifests out."""
 
 from __future__ import annotations
 
