@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from ..api.aitrainingjob import AITrainingJob, AITrainingJobStatus
 from ..render.gang import (
-    GENERATION_LABEL,
     PLAN_ANNOTATION,
     PLAN_VERSION_ANNOTATION,
     PLANNED_NODE_ANNOTATION,
@@ -43,12 +42,6 @@ def encode(plan: AITrainingJobStatus) -> str | None:
     """The plan as the Service annotation's value, or None when it is too large for one."""
     text = orjson.dumps(plan.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
     return text if len(text) <= MAX_PLAN_BYTES else None
-
-
-def gang_pods(job: AITrainingJob, pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The job's pods of its current generation (those a plan in flight made)."""
-    generation = str(job.status.generation)
-    return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(GENERATION_LABEL) == generation]
 
 
 def terminating(pod: Mapping[str, Any]) -> bool:

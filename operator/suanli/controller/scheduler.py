@@ -30,7 +30,6 @@ from ..api.aitrainingjob import PRIORITY_MIN, AITrainingJob, AITrainingJobStatus
 from ..inventory import Inventory
 from ..metrics import Metrics
 from ..placement import GangRequest, Placement, RunningGang, Unplaceable, choose_victims, plan
-from ..render.gang import GENERATION_LABEL
 from ..settings import OperatorSettings
 from . import plans
 from .binder import Binder, reserved
@@ -171,10 +170,9 @@ class Scheduler:
     def _resume_interrupted(self, key: JobKey, raw: dict[str, Any]) -> bool:
         """Resume (or roll back) a waiting job's gang whose pods exist; False when it has none (plan it)."""
         status = raw.get("status") or {}
-        generation = str(int(status.get("restarts") or 0) + int(status.get("preemptions") or 0))
+        generation = int(status.get("restarts") or 0) + int(status.get("preemptions") or 0)  # before parsing
         uid = str(raw["metadata"].get("uid"))
-        gang = [p for p in self.cache.pods_of(uid)
-                if ((p.get("metadata") or {}).get("labels") or {}).get(GENERATION_LABEL) == generation]
+        gang = [p for p in self.cache.pods_of(uid) if lifecycle.generation_of(p) == generation]
         if not gang:
             return False
         deleted = self.binder.deleted(key)
