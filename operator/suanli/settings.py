@@ -35,6 +35,13 @@ class OperatorSettings:
     """Grace period when a restarted, preempted or finished gang's pods are deleted; None keeps each pod's own
     terminationGracePeriodSeconds (30 s by default), so training code can write a last checkpoint. Their
     cards count as held until the pods are really gone, so a new gang never lands on exiting containers."""
+    node_lost_grace_seconds: float = 60.0
+    """How long a node that runs a replica may stay not Ready before its gang restarts on NodeLost (a
+    deleted node counts at once). The control plane marks a node not Ready only after 40-50 s without a
+    heartbeat, and a kubelet restart or a late lease makes it flap; restarting a large gang costs its progress
+    since the last checkpoint, while a gang on a node that is really gone is stalled in its collective for
+    far longer (NCCL and HCCL time out after minutes). Kubernetes itself evicts only after 300 s. 0 restarts
+    at once. The node takes no new work meanwhile."""
     inventory: InventorySettings = field(default_factory=InventorySettings)
 
     @classmethod
@@ -49,6 +56,7 @@ class OperatorSettings:
             peering=os.environ.get("SUANLI_PEERING") or None,
             preemption=_flag(os.environ.get("SUANLI_PREEMPTION"), cls.preemption),
             delete_grace_seconds=_grace(os.environ.get("SUANLI_DELETE_GRACE_SECONDS")),
+            node_lost_grace_seconds=_seconds("SUANLI_NODE_LOST_GRACE_SECONDS", cls.node_lost_grace_seconds),
         )
 
 
@@ -62,6 +70,20 @@ def _flag(value: str | None, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"SUANLI_PREEMPTION={value!r}: use true or false")
+
+
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds >= 0 from the environment; anything else is an error that names the variable."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{name}={value!r}: use seconds >= 0 (0 acts at once)")
+    return seconds
 
 
 def _grace(value: str | None) -> int | None:

@@ -92,10 +92,16 @@ def crds_applied(kubectl: Kubectl) -> list[str]:
 @pytest.fixture(scope="module")
 def operator(cluster: devcluster.Cluster, crds_applied: list[str]) -> Iterator[OperatorProcess]:
     """`suanli run` as a child process, one per test module (each module's jobs are its own)."""
-    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log")
+    proc = OperatorProcess(cluster.kubeconfig, cluster.dir / f"operator-{uuid.uuid4().hex[:6]}.log",
+                           env={"SUANLI_NODE_LOST_GRACE_SECONDS": str(NODE_LOST_GRACE_S)})
     proc.start()
     yield proc
     proc.stop()
+
+
+NODE_LOST_GRACE_S = 6
+"""The operator's NodeLost grace in these tests (60 s by default): long enough to see a gang outlive a node's
+not-Ready moment, short enough to see it restart."""
 
 
 @pytest.fixture

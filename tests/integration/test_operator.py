@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import tear_down, wait_for
+from .conftest import NODE_LOST_GRACE_S, tear_down, wait_for
 from .operator_harness import (
     OperatorProcess,
     create_job,
@@ -183,6 +185,7 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
     victim = before[0]["node"]
     # Take the node away from kwok and report it NotReady, as the node lifecycle controller would.
     core.patch_node(victim, {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}})
+    lost_at = time.monotonic()
     core.patch_node_status(
         victim,
         {
@@ -193,14 +196,19 @@ def test_node_not_ready_restarts_the_gang_elsewhere(
                         "status": "Unknown",
                         "reason": "NodeStatusUnknown",
                         "message": "kubelet stopped posting",
+                        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     }
                 ]
             }
         },
     )
+    time.sleep(NODE_LOST_GRACE_S / 3)
+    during = get_job(api_client, namespace, "resilient")["status"]
+    assert (during["phase"], during["restarts"]) == ("Running", 0), "the gang outlives the grace's first seconds"
 
     wait_for(lambda: restarted_away(api_client, namespace, "resilient", victim), 40,
              what="a restart away from the lost node")
+    assert time.monotonic() - lost_at >= NODE_LOST_GRACE_S - 1, "not before the grace ran out"
     status = get_job(api_client, namespace, "resilient")["status"]
     assert victim in status["badNodes"]
     assert status["previousNodes"] == sorted({p["node"] for p in before}), "kept for the planner to prefer"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -822,3 +823,82 @@ def test_a_request_cancelled_by_the_shutdown_leaves_the_gang_for_the_next_leader
     assert not [c for c in fake.calls if c[0] == "delete"], "nothing rolled back"
     assert engine.metrics.bind_failures._value.get() == 0
     assert "failed to bind" not in caplog.text and "operator stopping" in caplog.text
+
+
+def _not_ready(node: Obj, since: str | None) -> Obj:
+    ready = {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}
+    if since is not None:
+        ready["lastTransitionTime"] = since
+    return {**node, "status": {**node["status"], "conditions": [ready]}}
+
+
+def _engine_at(now: list[datetime], grace: float = 60.0) -> tuple[Controller, FakeKube]:
+    fake = FakeKube()
+    engine = Controller(client.ApiClient(client.Configuration()), OperatorSettings(node_lost_grace_seconds=grace),
+                        kube=fake, clock=lambda: now[0])  # type: ignore[arg-type]
+    for i in range(4):
+        engine.on_node("ADDED", node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
+    return engine, fake
+
+
+def test_a_node_not_ready_within_its_grace_restarts_nothing_and_after_it_the_gang() -> None:
+    """A kubelet restart or a late lease flips a node to not Ready for a while: the gang on it keeps running
+    for settings.node_lost_grace_seconds after the node's Ready condition changed, then restarts on NodeLost."""
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    now = [t0]
+    engine, fake = _engine_at(now)
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    assert phase(fake, "gang") == "Running"
+    victim = fake.job("ns", "gang")["status"]["placement"][0]["node"]
+    node = node_dict(victim, 1, "r0", "z0", "region-a")
+
+    now[0] = t0 + timedelta(seconds=59)  # 59 s after the node went Unknown at t0
+    engine.on_node("MODIFIED", _not_ready(node, "2026-11-30T12:00:00Z"))
+    engine.reconcile_queued()
+    assert phase(fake, "gang") == "Running" and not fake.deletes, "within the grace: nothing restarts"
+    assert engine.inventory.get(victim).why_unschedulable == "not Ready", "but the node takes no new work"
+
+    engine.on_node("MODIFIED", node)  # back before the grace ran out
+    now[0] = t0 + timedelta(seconds=120)
+    engine.reconcile_queued()
+    assert phase(fake, "gang") == "Running" and not fake.deletes, "a node Ready again is forgiven"
+
+    engine.on_node("MODIFIED", _not_ready(node, "2026-11-30T12:02:00Z"))  # down again at t0 + 120 s
+    engine.reconcile_queued()
+    assert phase(fake, "gang") == "Running", "its grace starts anew"
+    now[0] = t0 + timedelta(seconds=180)
+    engine.reconciler.reconcile(("ns", "gang"))  # as the job's re-queue at the end of the grace does (below)
+    status = fake.job("ns", "gang")["status"]
+    assert status["phase"] == "Restarting" and status["reason"] == "NodeLost" and status["badNodes"] == [victim]
+    assert victim in status["message"]
+
+
+@pytest.mark.parametrize("how", ["deleted", "no transition time"])
+def test_a_deleted_node_or_one_without_a_transition_time_is_lost_at_once(how: str) -> None:
+    now = [datetime(2026, 11, 30, 12, 0, tzinfo=UTC)]
+    engine, fake = _engine_at(now)
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    victim = fake.job("ns", "gang")["status"]["placement"][0]["node"]
+    node = node_dict(victim, 1, "r0", "z0", "region-a")
+    if how == "deleted":
+        engine.on_node("DELETED", node)
+    else:  # nothing says when it stopped being Ready: it may have been down for long
+        engine.on_node("MODIFIED", _not_ready(node, None))
+    engine.reconcile_queued()
+    assert fake.job("ns", "gang")["status"]["reason"] == "NodeLost"
+
+
+def test_a_node_not_ready_rechecks_its_gang_when_the_grace_runs_out() -> None:
+    """No event comes when the grace runs out: the job is queued again for that moment."""
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    engine, fake = _engine_at([t0 + timedelta(seconds=1)], grace=2.0)
+    submit(engine, fake, job(replicas=2))
+    cycle(engine, fake)
+    victim = fake.job("ns", "gang")["status"]["placement"][0]["node"]
+    engine.on_node("MODIFIED", _not_ready(node_dict(victim, 1, "r0", "z0", "region-a"), "2026-11-30T12:00:00Z"))
+    engine.reconcile_queued()
+    assert phase(fake, "gang") == "Running"
+    assert engine.queue.get(timeout=0) is None, "nothing due yet"
+    assert engine.queue.get(timeout=1.5) == ("ns", "gang"), "due when the second second of grace is over"

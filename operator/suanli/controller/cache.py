@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,6 +90,22 @@ def ready(node: Mapping[str, Any]) -> bool:
     return False
 
 
+def not_ready_since(node: Mapping[str, Any]) -> datetime | None:
+    """When a node that is not Ready stopped being so: its Ready condition's lastTransitionTime, written by the
+    kubelet or the node controller. None when the node is Ready, or the time is missing or unreadable (then it
+    counts as lost since ever: nothing says it was Ready lately)."""
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            if cond.get("status") == "True":
+                return None
+            try:
+                since = datetime.fromisoformat(str(cond.get("lastTransitionTime")).replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return None
+
+
 @dataclass
 class Assumed:
     """A planned gang whose pods count on their planned nodes until they are bound."""
@@ -123,6 +140,7 @@ class ClusterCache:
         self._owned: dict[str, dict[str, Obj]] = {}
         """Pods by owning job uid, then pod name: kept even before the job itself is seen."""
         self._node_ready: dict[str, bool] = {}
+        self._not_ready_since: dict[str, datetime] = {}
         self._assumed: dict[JobKey, Assumed] = {}
         self._strangers: set[str] = set()
         """Uids of stranger pods already reported."""
@@ -134,12 +152,15 @@ class ClusterCache:
         name = str(node["metadata"]["name"])
         with self.lock:
             before = (self._node_ready.get(name), self._usable(name))
+            self._not_ready_since.pop(name, None)
             if event == "DELETED":
                 self.inventory.remove_node(name)
                 self._node_ready.pop(name, None)
             else:
                 self.inventory.upsert_node(node)
                 self._node_ready[name] = ready(node)
+                if (since := not_ready_since(node)) is not None:
+                    self._not_ready_since[name] = since
             changed = before != (self._node_ready.get(name), self._usable(name))
             keys = self._jobs_on(name) if changed else set()
         self.notify(keys)
@@ -309,6 +330,12 @@ class ClusterCache:
     def node_ready(self, name: str) -> bool:
         with self.lock:
             return self._node_ready.get(name, False)
+
+    def node_not_ready_since(self, name: str) -> datetime | None:
+        """When a node that is not Ready stopped being so; None when it is Ready, deleted, unknown, or its
+        condition gives no time."""
+        with self.lock:
+            return self._not_ready_since.get(name)
 
     def job_of(self, raw: Obj) -> AITrainingJob | str:
         """The job, or what is wrong with it (field and fix) when it cannot be read or named.

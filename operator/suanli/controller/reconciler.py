@@ -141,8 +141,18 @@ class Reconciler:
             log.info("preempting %s/%s for %s", *key, by)
             self.apply(job, lifecycle.preempt(job, pods, by, self.clock()))
             return
-        verdicts = {n: self.verdict(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}
-        decision = lifecycle.advance(job, pods, verdicts, self.clock())
+        now = self.clock()
+        verdicts: dict[str, NodeVerdict] = {}
+        recheck = 0.0
+        for node in {n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}:
+            verdicts[node], left = self.verdict(node, now)
+            if left > 0:
+                recheck = min(recheck, left) if recheck else left
+                log.info("job %s/%s: node %s is not Ready; the gang restarts on NodeLost if it stays so %.0f s more",
+                         *key, node, left)
+        if recheck:
+            self.queue.add_after(key, recheck)
+        decision = lifecycle.advance(job, pods, verdicts, now)
         if not self._hold_ready_count(key, job, decision):
             self.apply(job, decision)
         if (decision.phase == JobPhase.RUNNING and job.status.placement
@@ -184,15 +194,20 @@ class Reconciler:
             del dues[key]
         return False
 
-    def verdict(self, node: str) -> NodeVerdict:
+    def verdict(self, node: str, now: datetime) -> tuple[NodeVerdict, float]:
+        """The node's verdict, and the seconds a node that is not Ready has left of its grace
+        (settings.node_lost_grace_seconds; 0 when none): it counts as lost only once they are over."""
         if not self.cache.node_ready(node):
-            return NodeVerdict.LOST
+            since = self.cache.node_not_ready_since(node)
+            grace = self.settings.node_lost_grace_seconds
+            left = 0.0 if since is None else min(grace, grace - (now - since).total_seconds())
+            return (NodeVerdict.OK, left) if left > 0 else (NodeVerdict.LOST, 0.0)
         inventory = self.cache.inventory
         with self.cache.lock:
             found = inventory.get(node)
             if found is not None and inventory.allocated_cards(node) > found.usable_cards:
-                return NodeVerdict.UNHEALTHY
-        return NodeVerdict.OK
+                return NodeVerdict.UNHEALTHY, 0.0
+        return NodeVerdict.OK, 0.0
 
     def apply(self, job: AITrainingJob, decision: Decision) -> None:
         ns = job.namespace
