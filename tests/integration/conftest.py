@@ -89,6 +89,11 @@ def crds_applied(kubectl: Kubectl) -> list[str]:
     return ours
 
 
+NODE_LOST_GRACE_S = 6
+"""The operator's NodeLost grace in these tests (60 s by default): long enough to see a gang outlive a node's
+not-Ready moment, short enough to see it restart."""
+
+
 @pytest.fixture(scope="module")
 def operator(cluster: devcluster.Cluster, crds_applied: list[str]) -> Iterator[OperatorProcess]:
     """`suanli run` as a child process, one per test module (each module's jobs are its own)."""
@@ -97,11 +102,6 @@ def operator(cluster: devcluster.Cluster, crds_applied: list[str]) -> Iterator[O
     proc.start()
     yield proc
     proc.stop()
-
-
-NODE_LOST_GRACE_S = 6
-"""The operator's NodeLost grace in these tests (60 s by default): long enough to see a gang outlive a node's
-not-Ready moment, short enough to see it restart."""
 
 
 @pytest.fixture
