@@ -841,9 +841,12 @@ def _engine_at(now: list[datetime], grace: float = 60.0) -> tuple[Controller, Fa
     return engine, fake
 
 
-def test_a_node_not_ready_within_its_grace_restarts_nothing_and_after_it_the_gang() -> None:
+def test_a_node_not_ready_within_its_grace_restarts_nothing_and_after_it_the_gang(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A kubelet restart or a late lease flips a node to not Ready for a while: the gang on it keeps running
     for settings.node_lost_grace_seconds after the node's Ready condition changed, then restarts on NodeLost."""
+    caplog.set_level("INFO", logger="suanli.reconciler")
     t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     now = [t0]
     engine, fake = _engine_at(now)
@@ -858,6 +861,8 @@ def test_a_node_not_ready_within_its_grace_restarts_nothing_and_after_it_the_gan
     engine.reconcile_queued()
     assert phase(fake, "gang") == "Running" and not fake.deletes, "within the grace: nothing restarts"
     assert engine.inventory.get(victim).why_unschedulable == "not Ready", "but the node takes no new work"
+    engine.reconciler.reconcile(("ns", "gang"))  # its pods' events, a resync: more reconciles, one log line
+    assert caplog.text.count(f"node {victim} is not Ready") == 1
 
     engine.on_node("MODIFIED", node)  # back before the grace ran out
     now[0] = t0 + timedelta(seconds=120)
@@ -867,6 +872,7 @@ def test_a_node_not_ready_within_its_grace_restarts_nothing_and_after_it_the_gan
     engine.on_node("MODIFIED", _not_ready(node, "2026-11-30T12:02:00Z"))  # down again at t0 + 120 s
     engine.reconcile_queued()
     assert phase(fake, "gang") == "Running", "its grace starts anew"
+    assert caplog.text.count(f"node {victim} is not Ready") == 2, "a new outage is logged again"
     now[0] = t0 + timedelta(seconds=180)
     engine.reconciler.reconcile(("ns", "gang"))  # as the job's re-queue at the end of the grace does (below)
     status = fake.job("ns", "gang")["status"]

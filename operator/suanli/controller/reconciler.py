@@ -76,6 +76,8 @@ class Reconciler:
         """When each job's held-back readyReplicas is to be written."""
         self._table_due: dict[JobKey, float] = {}
         """When each job's held-back, not yet completed rank table is to be written."""
+        self._waiting_on: dict[JobKey, frozenset[str]] = {}
+        """The not-Ready nodes each job's gang is waiting out: logged once per outage, not on every reconcile."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -123,6 +125,7 @@ class Reconciler:
                 self._tables.pop(key, None)
                 self._ready_due.pop(key, None)
                 self._table_due.pop(key, None)
+                self._waiting_on.pop(key, None)
             self.on_gone(key)
             return
         phase = (raw.get("status") or {}).get("phase")
@@ -143,21 +146,31 @@ class Reconciler:
             return
         now = self.clock()
         verdicts: dict[str, NodeVerdict] = {}
-        recheck = 0.0
+        waiting: dict[str, float] = {}
         for node in {n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}:
             verdicts[node], left = self.verdict(node, now)
             if left > 0:
-                recheck = min(recheck, left) if recheck else left
-                log.info("job %s/%s: node %s is not Ready; the gang restarts on NodeLost if it stays so %.0f s more",
-                         *key, node, left)
-        if recheck:
-            self.queue.add_after(key, recheck)
+                waiting[node] = left
+        self._wait_out(key, waiting)
         decision = lifecycle.advance(job, pods, verdicts, now)
         if not self._hold_ready_count(key, job, decision):
             self.apply(job, decision)
         if (decision.phase == JobPhase.RUNNING and job.status.placement
                 and job.status.vendor in (None, Vendor.HUAWEI)):
             self._refresh_rank_table(job, pods)
+
+    def _wait_out(self, key: JobKey, waiting: dict[str, float]) -> None:
+        """Re-queue the job for the end of the first grace to run out (no event comes then), and log each node
+        the gang starts waiting on."""
+        with self._lock:
+            before = self._waiting_on.pop(key, frozenset())
+            if waiting:
+                self._waiting_on[key] = frozenset(waiting)
+        for node in sorted(waiting.keys() - before):
+            log.info("job %s/%s: node %s is not Ready; the gang restarts on NodeLost if it stays so %.0f s more",
+                     *key, node, waiting[node])
+        if waiting:
+            self.queue.add_after(key, min(waiting.values()))
 
     def _hold_ready_count(self, key: JobKey, job: AITrainingJob, decision: Decision) -> bool:
         """Hold a mere change of readyReplicas for up to a second and write the count then: a gang's pods come
