@@ -32,7 +32,8 @@ class NodeVerdict(StrEnum):
 
     OK = "OK"
     LOST = "Lost"
-    """Deleted, or its Ready condition is False/Unknown."""
+    """Deleted, or its Ready condition False/Unknown for longer than the operator's grace (a node still
+    within it is OK: the job workers re-check it when the grace runs out)."""
     UNHEALTHY = "Unhealthy"
     """Its agent reports fewer healthy accelerators than are allocated on it."""
 

@@ -908,3 +908,35 @@ def test_a_node_not_ready_rechecks_its_gang_when_the_grace_runs_out() -> None:
     assert phase(fake, "gang") == "Running"
     assert engine.queue.get(timeout=0) is None, "nothing due yet"
     assert engine.queue.get(timeout=5) == ("ns", "gang"), "due when the last second of grace is over"
+
+
+@pytest.mark.parametrize("case", ["new leader after the grace", "clock behind the node controller's"])
+def test_the_grace_is_counted_from_the_node_not_from_when_the_operator_saw_it(case: str) -> None:
+    """The grace comes from the Ready condition's time, so a leader that starts (or restarts) while a node is
+    down does not grant it a fresh 60 s; a transition time ahead of the operator's clock gives no more than
+    the grace."""
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    now = [t0]
+    first, fake = _engine_at(now)
+    submit(first, fake, job(replicas=2))
+    cycle(first, fake)
+    victim = fake.job("ns", "gang")["status"]["placement"][0]["node"]
+    down = _not_ready(node_dict(victim, 1, "r0", "z0", "region-a"), "2026-11-30T12:00:00Z")
+    if case == "new leader after the grace":
+        now[0] = t0 + timedelta(seconds=61)
+        engine = Controller(client.ApiClient(client.Configuration()), OperatorSettings(), kube=fake,
+                            clock=lambda: now[0])  # type: ignore[arg-type]
+        for i in range(4):
+            engine.on_node("ADDED", down if f"n{i}" == victim else node_dict(f"n{i}", 1, "r0", "z0", "region-a"))
+        sync(engine, fake)
+        engine.reconcile_queued()
+        assert fake.job("ns", "gang")["status"]["reason"] == "NodeLost", "down for 61 s: lost at once"
+    else:
+        now[0] = t0 - timedelta(seconds=3600)  # the operator's clock an hour behind
+        first.on_node("MODIFIED", down)
+        first.reconcile_queued()
+        assert phase(fake, "gang") == "Running"
+        assert first.queue.get(timeout=0) is None, "re-checked after the grace, not after an hour"
+        now[0] = t0 - timedelta(seconds=3600 - 61)
+        first.reconciler.reconcile(("ns", "gang"))
+        assert fake.job("ns", "gang")["status"]["reason"] == "NodeLost"

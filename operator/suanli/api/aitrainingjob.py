@@ -116,7 +116,8 @@ class RestartEvent(StrEnum):
     POD_FAILED = "PodFailed"
     """A training container exited non-zero."""
     NODE_LOST = "NodeLost"
-    """A node running a replica went NotReady or was deleted."""
+    """A node running a replica was deleted, or stayed not Ready past the operator's grace
+    (SUANLI_NODE_LOST_GRACE_SECONDS)."""
     ACCELERATOR_UNHEALTHY = "AcceleratorUnhealthy"
     """The node agent marked a device of the gang unhealthy."""
     PREEMPTED = "Preempted"

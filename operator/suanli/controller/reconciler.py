@@ -76,6 +76,8 @@ class Reconciler:
         """When each job's held-back readyReplicas is to be written."""
         self._table_due: dict[JobKey, float] = {}
         """When each job's held-back, not yet completed rank table is to be written."""
+        self._down_seen: dict[str, tuple[datetime, datetime]] = {}
+        """Per node not Ready: its condition's transition time and when this replica first saw that outage."""
         self._waiting_on: dict[JobKey, frozenset[str]] = {}
         """The not-Ready nodes each job's gang is waiting out: logged once per outage, not on every reconcile."""
         self._lock = threading.Lock()
@@ -209,12 +211,25 @@ class Reconciler:
 
     def verdict(self, node: str, now: datetime) -> tuple[NodeVerdict, float]:
         """The node's verdict, and the seconds a node that is not Ready has left of its grace
-        (settings.node_lost_grace_seconds; 0 when none): it counts as lost only once they are over."""
+        (settings.node_lost_grace_seconds; 0 when none): it counts as lost only once they are over.
+
+        The grace runs from the Ready condition's transition time, so a new leader does not grant a node
+        that has long been down a fresh one — or from when this replica first saw the outage, if that is
+        earlier: a transition time ahead of our clock must not stretch the grace by the clocks' skew."""
         if not self.cache.node_ready(node):
             since = self.cache.node_not_ready_since(node)
-            grace = self.settings.node_lost_grace_seconds
-            left = 0.0 if since is None else min(grace, grace - (now - since).total_seconds())
+            with self._lock:
+                seen = self._down_seen.get(node)
+                if since is None:
+                    self._down_seen.pop(node, None)
+                    return NodeVerdict.LOST, 0.0
+                if seen is None or seen[0] != since:  # a new outage
+                    seen = self._down_seen[node] = (since, now)
+            left = self.settings.node_lost_grace_seconds - (now - min(since, seen[1])).total_seconds()
             return (NodeVerdict.OK, left) if left > 0 else (NodeVerdict.LOST, 0.0)
+        if node in self._down_seen:  # back up: forget the outage (the common case takes no lock)
+            with self._lock:
+                self._down_seen.pop(node, None)
         inventory = self.cache.inventory
         with self.cache.lock:
             found = inventory.get(node)
