@@ -257,6 +257,17 @@ def test_not_ready_and_configurable_tolerations() -> None:
     assert discovered(tainted, settings).taints == (), "taints the operator is told to tolerate are not recorded"
 
 
+def test_a_node_without_a_ready_condition_is_not_placeable() -> None:
+    """The job workers count such a node lost (controller/cache.ready): placement must not put gangs there."""
+    bare = node("n1", GFD_H100, {"nvidia.com/gpu": "8"})
+    bare["status"]["conditions"] = [{"type": "MemoryPressure", "status": "False"}]
+    found = discovered(bare)
+    assert not found.schedulable and found.why_unschedulable == "not Ready (no Ready condition)"
+    del bare["status"]["conditions"]
+    assert discovered(bare).why_unschedulable == "not Ready (no Ready condition)"
+    assert discovered(bare, InventorySettings(require_ready=False)).schedulable, "unless Ready is not required"
+
+
 @pytest.mark.parametrize(
     ("labels", "resources", "fragment"),
     [

@@ -276,7 +276,10 @@ def _why_unschedulable(
         return "cordoned"
     if settings.require_ready:
         ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
-        if ready is not None and ready.get("status") != "True":
+        if ready is None:
+            # As the job workers see it (controller/cache.ready): no kubelet has said it can start pods.
+            return "not Ready (no Ready condition)"
+        if ready.get("status") != "True":
             return "not Ready"
     return ""
 

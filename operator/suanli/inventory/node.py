@@ -44,7 +44,7 @@ class AcceleratorNode:
     """Allocatable CPU (millicores) and memory (bytes)."""
     schedulable: bool
     why_unschedulable: str
-    """Empty when schedulable; else ``cordoned`` or ``not Ready``."""
+    """Empty when schedulable; else ``cordoned``, ``not Ready`` or ``not Ready (no Ready condition)``."""
     membw_gbs: float | None = None
     fma_tflops: float | None = None
     """Throughput our agent measured, when it did."""

@@ -26,4 +26,5 @@ class InventorySettings:
     nodes with the resource name to keep other pods off them; the renderer must add matching tolerations.
     A NoSchedule/NoExecute taint with any other key takes the node out of placement."""
     require_ready: bool = True
-    """Leave nodes whose Ready condition is not True out of placement: their kubelet cannot start pods."""
+    """Leave nodes whose Ready condition is not True, or missing, out of placement: their kubelet cannot start
+    pods."""
