@@ -4,8 +4,8 @@ A control plane of its own with the API server's audit log on (`devcluster.up(au
 installed into it, and the operator run as a local process with the chart's ServiceAccount token (so
 the RBAC-enforcing API server judges every call). It runs jobs end to end: a Huawei gang that succeeds
 (Service, rank-table ConfigMap created, read and patched, pods created and bound, status patched,
-Events) and is deleted by its TTL, and an NVIDIA gang that fails with no restarts left (its pods
-deleted), renews its leader Lease and answers a /metrics scrape (a TokenReview and a SubjectAccessReview). The
+Events) and is deleted by its TTL, and an NVIDIA gang that fails, restarts once (its second gang bound over
+the first one's Service and launch ConfigMap) and fails for good (its pods deleted), renews its leader Lease and answers a /metrics scrape (a TokenReview and a SubjectAccessReview). The
 agent runs with a token bound to a pod on its node, as its DaemonSet gets it (the chart's admission policy
 refuses other tokens). Then the audit log is compared with the ClusterRole:
 - nothing was denied (a 403 is a missing rule), and
@@ -52,12 +52,8 @@ EXEMPT: dict[str, dict[Permission, str]] = {
     OPERATOR_SA: {
         ("", "pods", "get"): "read only when a bind answers 409 Conflict (a bind resumed after an operator "
                              "restart) to check the pod went to the planned node; an error path not provoked here",
-        ("", "configmaps", "get"): "read only when a rank table already exists (a restarted gang, a resumed bind) to "
-                                   "check whose it is and whether it is stale; a fresh job creates its own",
         ("", "configmaps", "delete"): "only when a job is deleted while its gang is being bound; a timing fault "
                                       "tests/integration/test_faults.py provokes",
-        ("", "services", "get"): "read only when the Service's name is taken (a resumed bind, a stranger's object), "
-                                 "to adopt it only if the job owns it",
         ("", "services", "delete"): "only when a job is deleted while its gang is being bound (see configmaps)",
         ("suanli.io", "aitrainingjobs", "get"): "read only after a status write answers 409 Conflict (the job changed "
                                                 "meanwhile), to decide again on the fresh version",
@@ -248,10 +244,13 @@ def test_operator_uses_exactly_the_permissions_the_chart_grants(audited: Audited
         # Huawei: the rank-table ConfigMap is created at bind, read and patched once pods have IPs.
         create_job(admin, ns, job_manifest("ok", ["huawei"], replicas=2, per_replica=8, after="3s",
                                            ttlSecondsAfterFinished=0))
-        # NVIDIA, failing with no restarts left: the operator deletes the gang's pods.
+        # NVIDIA, failing twice with one restart allowed: the restarted gang is planned and bound again over
+        # the first gang's Service and launch ConfigMap (both patched), then its pods are deleted.
         create_job(admin, ns, job_manifest("bad", ["nvidia"], replicas=2, per_replica=8, simulate="fail",
-                                           after="1s", failurePolicy={"maxRestarts": 0}))
-        wait_for(lambda: phase(admin, ns, "bad") == "Failed", 60, what="job bad Failed")
+                                           after="1s", failurePolicy={"maxRestarts": 1}))
+        wait_for(lambda: phase(admin, ns, "bad") == "Failed", 90, what="job bad Failed")
+        failed = custom.get_namespaced_custom_object("suanli.io", "v1alpha1", ns, "aitrainingjobs", "bad")
+        assert failed["status"].get("restarts") == 1, failed["status"]
         wait_for(lambda: not job_pods(core, ns, "bad"), 30, what="the failed gang's pods deleted")
         wait_for(lambda: _gone(custom, ns, "ok"), 60, what="job ok Succeeded and deleted by its TTL")
         coordination = client.CoordinationV1Api(admin)
