@@ -3,10 +3,11 @@
 A control plane of its own with the API server's audit log on (`devcluster.up(audit=True)`), the chart
 installed into it, and the operator run as a local process with the chart's ServiceAccount token (so
 the RBAC-enforcing API server judges every call). It runs jobs end to end: a Huawei gang that succeeds
-(Service, rank-table ConfigMap created, read and patched, pods created and bound, status patched,
+(Service, rank-table ConfigMap created, read and patched, pods created and bound, status written,
 Events) and is deleted by its TTL, and an NVIDIA gang that fails, restarts once (its second gang bound over
-the first one's Service and launch ConfigMap) and fails for good (its pods deleted), renews its leader Lease and answers a /metrics scrape (a TokenReview and a SubjectAccessReview). The
-agent runs with a token bound to a pod on its node, as its DaemonSet gets it (the chart's admission policy
+the first one's Service and launch ConfigMap) and fails for good (its pods deleted); the operator renews its
+leader Lease and answers a /metrics scrape (a TokenReview and a SubjectAccessReview). The agent runs with a
+token bound to a pod on its node, as its DaemonSet gets it (the chart's admission policy
 refuses other tokens). Then the audit log is compared with the ClusterRole:
 - nothing was denied (a 403 is a missing rule), and
 - every granted (apiGroup, resource, verb) was used, except the EXEMPT ones, each with its reason.

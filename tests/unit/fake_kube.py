@@ -129,8 +129,8 @@ class FakeKube:
     def read_job(self, ns: str, name: str) -> Obj:
         return self.read(ns, "aitrainingjobs", name)
 
-    def patch_job_status(self, ns: str, name: str, status: Obj, resource_version: str | None = None) -> Obj:
-        self._check("patch", "aitrainingjobs/status", name)
+    def replace_job_status(self, ns: str, name: str, status: Obj, resource_version: str | None = None) -> Obj:
+        self._check("update", "aitrainingjobs/status", name)
         with self._lock:
             current = self.objects.get(("aitrainingjobs", ns, name))
             if current is None:

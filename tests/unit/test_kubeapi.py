@@ -79,7 +79,7 @@ def test_calls_go_where_the_typed_client_would_send_them(api: tuple[KubeApi, typ
     kube, seen = api
     kube.create("team-a", "pods", {"metadata": {"name": "p"}})
     kube.bind("team-a", "p", "node-1")
-    kube.patch_job_status("team-a", "job", {"phase": "Running", "message": None})
+    kube.replace_job_status("team-a", "job", {"phase": "Running"})
     kube.delete("team-a", "pods", "p", grace_seconds=0, uid="u1")
     kube.delete_job("team-a", "job")
     kube.merge_patch("team-a", "configmaps", "rt", {"data": {"a": "b"}})
@@ -87,7 +87,7 @@ def test_calls_go_where_the_typed_client_would_send_them(api: tuple[KubeApi, typ
     assert calls == [
         ("POST", "/api/v1/namespaces/team-a/pods"),
         ("POST", "/api/v1/namespaces/team-a/pods/p/binding"),
-        ("PATCH", "/apis/suanli.io/v1alpha1/namespaces/team-a/aitrainingjobs/job/status"),
+        ("PUT", "/apis/suanli.io/v1alpha1/namespaces/team-a/aitrainingjobs/job/status"),
         ("DELETE", "/api/v1/namespaces/team-a/pods/p"),
         ("DELETE", "/apis/suanli.io/v1alpha1/namespaces/team-a/aitrainingjobs/job"),
         ("PATCH", "/api/v1/namespaces/team-a/configmaps/rt"),
@@ -96,13 +96,15 @@ def test_calls_go_where_the_typed_client_would_send_them(api: tuple[KubeApi, typ
     binding = seen.seen[1]["body"]
     assert binding["kind"] == "Binding" and binding["target"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1"}
     status = seen.seen[2]
-    assert status["content_type"] == "application/merge-patch+json"
-    assert status["body"] == {"status": {"phase": "Running", "message": None}}, "None clears the field"
+    assert status["content_type"] == "application/json"
+    assert status["body"] == {"apiVersion": "suanli.io/v1alpha1", "kind": "AITrainingJob",
+                              "metadata": {"name": "job", "namespace": "team-a"},
+                              "status": {"phase": "Running"}}, "the whole status, unconditionally without a version"
     assert seen.seen[3]["body"]["gracePeriodSeconds"] == 0
     assert seen.seen[3]["body"]["preconditions"] == {"uid": "u1"}, "only that incarnation of the name"
     assert seen.seen[4]["body"]["propagationPolicy"] == "Background"
     assert [o[:2] for o in seen.observed] == [("create", "pods"), ("create", "pods/binding"),
-                                             ("patch", "aitrainingjobs/status"), ("delete", "pods"),
+                                             ("update", "aitrainingjobs/status"), ("delete", "pods"),
                                              ("delete", "aitrainingjobs"), ("patch", "configmaps")]
 
 
@@ -168,6 +170,7 @@ def test_the_fence_is_checked_again_when_the_bytes_go_out(api: tuple[KubeApi, ty
 
 def test_requests_say_which_replica_sent_them(api: tuple[KubeApi, type[Recorder]]) -> None:
     kube, seen = api
-    kube.patch_job_status("ns", "j", {"phase": "Running"}, resource_version="42")
+    kube.replace_job_status("ns", "j", {"phase": "Running"}, resource_version="42")
     assert seen.seen[0]["user_agent"] == "suanli/replica-0"
-    assert seen.seen[0]["body"]["metadata"] == {"resourceVersion": "42"}, "optimistic concurrency"
+    assert seen.seen[0]["body"]["metadata"] == {"name": "j", "namespace": "ns", "resourceVersion": "42"}, \
+        "optimistic concurrency"

@@ -1,10 +1,10 @@
 """Writing what the engine decided: job statuses with optimistic concurrency, and events.
 
-A status is written as a merge patch carrying the resourceVersion the decision was made from, so the API
-server refuses it (409) if the job changed meanwhile — someone edited it, or another replica wrote. The
-writer stores the object the API server answers in the cache, so the next decision starts from our own
-write and a late watch event cannot take the view back. A 409 is not retried blindly: the job is re-read
-and decided again.
+A status is written whole (a PUT of the status subresource) carrying the resourceVersion the decision was
+made from, so the API server refuses it (409) if the job changed meanwhile — someone edited it, or another
+replica wrote. The writer stores the object the API server answers in the cache, so the next decision starts
+from our own write and a late watch event cannot take the view back. A 409 is not retried blindly: the job
+is re-read and decided again.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class StatusWriter:
         re-reading the job into the cache) when the job changed meanwhile.
         """
         key = (job.namespace, job.name)
-        wire = status.model_dump(mode="json", by_alias=True)
+        wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         rv = job.metadata.get("resourceVersion")
         try:
-            stored = self.kube.patch_job_status(job.namespace, job.name, wire, resource_version=rv)
+            stored = self.kube.replace_job_status(job.namespace, job.name, wire, resource_version=rv)
         except ApiException as exc:
             if exc.status == 404:
                 return None  # deleted meanwhile; the DELETED event drops it
