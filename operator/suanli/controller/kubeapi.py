@@ -263,8 +263,8 @@ class KubeApi:
         valid value of a typed field). The API server takes only `status` from the body on this subresource.
         With `resource_version`, it writes only over that version of the job (409 Conflict otherwise):
         optimistic concurrency. Why a PUT and not a merge patch: the patch makes the API server serialise the
-        stored job, merge, and decode the result again — about 1.5 ms more of its CPU per write (measured:
-        docs/benchmarks.md, "What a job status write costs"), on the write Suanli makes for every gang.
+        stored job, merge, and decode the result again — about 0.7 ms more of its CPU per write (measured:
+        bench/status_write.py, docs/benchmarks.md issue 12's fifth round), on the write every gang makes.
         """
         metadata: Body = {"name": name, "namespace": ns}
         if resource_version:
