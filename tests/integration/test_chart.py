@@ -433,11 +433,12 @@ def test_chart_installs_and_uninstalls(api_client: client.ApiClient, kubectl: Ku
     sa = f"system:serviceaccount:{namespace}:{release}-suanli-operator"
     for verb, resource, allowed in (
         ("create", "pods --subresource=binding", "yes"),
-        ("patch", "aitrainingjobs.suanli.io --subresource=status", "yes"),
+        ("update", "aitrainingjobs.suanli.io --subresource=status", "yes"),
+        ("patch", "services", "yes"),
         ("get", "secrets", "no"),
         ("update", "nodes", "no"),
         ("create", "aitrainingjobs.suanli.io", "no"),
-        ("update", "aitrainingjobs.suanli.io --subresource=status", "no"),
+        ("patch", "aitrainingjobs.suanli.io --subresource=status", "no"),
     ):
         out = kubectl("auth", "can-i", verb, *resource.split(), "--as", sa, "-A", check=False).stdout.strip()
         assert out == allowed, (verb, resource, out)
