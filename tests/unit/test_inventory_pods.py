@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,21 @@ def test_heartbeats_change_nothing_and_real_changes_are_seen() -> None:
     inventory.upsert_node(vendor_node("n1", unschedulable=True))
     state = inventory.state("n1")
     assert inventory.generation > before and state is not None and not state.node.schedulable
+
+
+def test_quantities_read_through_the_cache_equal_a_fresh_parse_and_errors_are_not_remembered() -> None:
+    from decimal import Decimal
+
+    from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis, parse_quantity
+
+    for text in ("1", "500m", "1.5", "0.0001", "16Gi", "4G", "8", "1e3", " 2 ", "100n"):
+        for _ in range(2):  # the second read comes from the cache
+            assert cpu_millis(text) == int((parse_quantity(text) * 1000).to_integral_value(rounding="ROUND_CEILING"))
+            assert bytes_of(text) == int(parse_quantity(text).to_integral_value(rounding="ROUND_CEILING"))
+    assert cpu_millis(2) == 2000 and bytes_of(1.5) == 2 and parse_quantity("1Ki") == Decimal(1024)
+    for bad in ("abc", "-1", "1Xi", "", True, [1]):
+        for _ in range(2):  # an error is raised every time, never cached as a value
+            with pytest.raises(QuantityError):
+                cpu_millis(bad)
+            with pytest.raises(QuantityError):
+                bytes_of(bad)

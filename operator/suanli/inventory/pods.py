@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from suanli.inventory.labels import LINK_DOMAIN_ANNOTATION
@@ -50,11 +51,7 @@ def pod_usage(pod: Mapping[str, Any]) -> PodUsage | None:
     if not node or (pod.get("status") or {}).get("phase") in _TERMINAL:
         return None
     totals = _requests(spec)
-    cards = {
-        name: int(amount)
-        for name, amount in totals.items()
-        if amount > 0 and any(v.is_card_resource(name) for v in VENDORS)
-    }
+    cards = {name: int(amount) for name, amount in totals.items() if amount > 0 and is_card_resource(name)}
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return PodUsage(
         key=pod_key(pod),
@@ -64,6 +61,12 @@ def pod_usage(pod: Mapping[str, Any]) -> PodUsage | None:
         memory_bytes=int(totals.get("memory", 0)),
         link_domains=parse_link_domains(annotations.get(LINK_DOMAIN_ANNOTATION)),
     )
+
+
+@lru_cache(maxsize=1024)
+def is_card_resource(name: str) -> bool:
+    """Whether `name` is a whole-card accelerator resource of any vendor (remembered: asked on every pod event)."""
+    return any(v.is_card_resource(name) for v in VENDORS)
 
 
 def parse_link_domains(raw: object) -> tuple[int, ...] | None:
