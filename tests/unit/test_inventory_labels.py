@@ -254,7 +254,14 @@ def test_not_ready_and_configurable_tolerations() -> None:
     )
     assert discovered(tainted).taints == (("dedicated", "training", "NoSchedule"),)
     settings = InventorySettings(tolerated_taints=frozenset({"dedicated"}))
-    assert discovered(tainted, settings).taints == (), "taints the operator is told to tolerate are not recorded"
+    assert discovered(tainted, settings).taints == (), "taints the operator is told to tolerate are not blocking"
+    assert discovered(tainted, settings).tolerated_taint_keys == ("dedicated",), "... but kept for the pods"
+    assert discovered(tainted).tolerated_taint_keys == ()
+    soft = node("n3", GFD_H100, {"nvidia.com/gpu": "8"}, taints=[
+        {"key": "nvidia.com/gpu", "effect": "PreferNoSchedule"},
+        {"key": "hygon.com/dcu", "effect": "NoExecute"}, {"key": "hygon.com/dcu", "effect": "NoSchedule"},
+    ])
+    assert discovered(soft).tolerated_taint_keys == ("hygon.com/dcu",), "blocking effects only, each key once"
 
 
 def test_a_node_without_a_ready_condition_is_not_placeable() -> None:

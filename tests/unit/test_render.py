@@ -150,3 +150,34 @@ def test_shared_launch_variables_give_every_pod_exactly_its_own_environment(shap
         assert "MASTER_PORT" not in gang.launch_env, "the user's variables are never moved"
     if shape == "mixed":
         assert "SUANLI_COLLECTIVE_BACKEND" not in gang.launch_env, "it differs per vendor: on each pod"
+
+
+TOLERATED = frozenset({"nvidia.com/gpu", "huawei.com/Ascend910", "huawei.com/npu", "hygon.com/dcu", "hygon.com/hcu",
+                       "dedicated"})
+
+
+@pytest.mark.parametrize(("vendor", "resource", "carried", "expected"), [
+    # Its own vendor's keys (a taint the device plugin adds later must not evict it) and the admin's own key.
+    ("nvidia", "nvidia.com/gpu", (), ["dedicated", "nvidia.com/gpu"]),
+    ("huawei", "huawei.com/Ascend910", (), ["dedicated", "huawei.com/Ascend910", "huawei.com/npu"]),
+    ("hygon", "hygon.com/hcu", (), ["dedicated", "hygon.com/dcu", "hygon.com/hcu"]),
+    # Another vendor's taint on the node itself (a mixed node) is tolerated: the planner put the pod there.
+    ("huawei", "huawei.com/Ascend910", ("nvidia.com/gpu",),
+     ["dedicated", "huawei.com/Ascend910", "huawei.com/npu", "nvidia.com/gpu"]),
+])
+def test_pods_tolerate_their_vendors_and_their_nodes_taints_not_other_vendors(
+    vendor: str, resource: str, carried: tuple[str, ...], expected: list[str]
+) -> None:
+    slot = GangSlot(0, "node-1", resource, vendor, "img", None, node_taint_keys=carried)
+    pod = build_pod(job(), slot, world=4, generation=0, scheduler_name="suanli", tolerate=TOLERATED)
+    ours = [t for t in pod["spec"]["tolerations"] if t.get("operator") == "Exists" and "effect" not in t]
+    assert [t["key"] for t in ours] == expected
+
+
+def test_a_template_toleration_is_kept_beside_the_operators() -> None:
+    spec_job = job(template={"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]})
+    slot = GangSlot(0, "node-1", "huawei.com/Ascend910", "huawei", "img", None)
+    pod = build_pod(spec_job, slot, world=4, generation=0, scheduler_name="suanli", tolerate=TOLERATED)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"], (
+        "the user's own toleration of another vendor's taint reaches the pod as written"
+    )

@@ -38,6 +38,7 @@ def slots_from_plan(job: AITrainingJob, placement: Placement, inventory: Invento
                 domains,
                 first_device=first_device(node.link_domains if node else (), domains),
                 rank_table_schema=rank_table_schema(node.resource, node.labels) if node else None,
+                node_taint_keys=node.tolerated_taint_keys if node else (),
             )
         )
     return slots
@@ -62,6 +63,7 @@ def slots_from_status(job: AITrainingJob, inventory: Inventory) -> list[GangSlot
                 r.link_domain,
                 first_device=first_device(node.link_domains if node else (), r.link_domain),
                 rank_table_schema=rank_table_schema(node.resource, node.labels) if node else None,
+                node_taint_keys=node.tolerated_taint_keys if node else (),
             )
         )
     return out

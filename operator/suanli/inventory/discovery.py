@@ -144,6 +144,7 @@ def _discover(name: str, node: Mapping[str, Any], settings: InventorySettings) -
         schedulable=not (why := _why_unschedulable(spec, status, settings)),
         why_unschedulable=why,
         taints=_blocking_taints(spec, settings),
+        tolerated_taint_keys=_tolerated_taint_keys(spec, settings),
         membw_gbs=_float_label(node_labels, L.MEMBW_GBS),
         fma_tflops=_float_label(node_labels, L.FMA_TFLOPS),
         labels=node_labels,
@@ -282,6 +283,13 @@ def _why_unschedulable(
         if ready.get("status") != "True":
             return "not Ready"
     return ""
+
+
+def _tolerated_taint_keys(spec: Mapping[str, Any], settings: InventorySettings) -> tuple[str, ...]:
+    return tuple(sorted({
+        str(t["key"]) for t in spec.get("taints") or ()
+        if t.get("effect") in _BLOCKING_EFFECTS and t.get("key") in settings.tolerated_taints
+    }))
 
 
 def _blocking_taints(spec: Mapping[str, Any], settings: InventorySettings) -> tuple[Taint, ...]:

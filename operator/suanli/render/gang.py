@@ -68,6 +68,9 @@ class GangSlot:
     """Ascend only: the rank-table schema of the slot's node, ``ranktable.rank_table_schema(node.resource,
     node.labels)``; None derives it from ``resource_name`` alone (2.0 for huawei.com/npu, else 1.0), which
     misses super pods (1.2)."""
+    node_taint_keys: tuple[str, ...] = ()
+    """Keys of the taints the operator tolerates by itself that the node carries (``AcceleratorNode.
+    tolerated_taint_keys``): the pod tolerates them whatever vendor they name (:func:`operator_tolerations`)."""
 
     def rank_table_slot(self) -> RankTableSlot:
         schema = self.rank_table_schema or rank_table_schema(self.resource_name, {})
@@ -204,9 +207,7 @@ def build_pod(
             {"name": DEEPSPEED_HOSTFILE_VOLUME, "mountPath": DEEPSPEED_HOSTFILE_DIR, "readOnly": True}
         )
     tolerations = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tpl.tolerations]
-    # Exactly the taints the inventory treats as ours (InventorySettings.tolerated_taints), any effect:
-    # the planner put the replica on such a node, so the pod must be allowed to stay there.
-    tolerations += [{"key": key, "operator": "Exists"} for key in sorted(tolerate)]
+    tolerations += operator_tolerations(tolerate, slot)
     annotations = {
         **tpl.annotations,
         SPEC_HASH_ANNOTATION: digest or spec_hash(job),
@@ -251,6 +252,30 @@ def build_pod(
         },
         "spec": spec,
     }
+
+
+def _domain(key: str) -> str:
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def operator_tolerations(tolerate: Iterable[str], slot: GangSlot) -> list[dict[str, Any]]:
+    """Tolerations, any effect, for the taints the operator tolerates by itself (`tolerate`:
+    InventorySettings.tolerated_taints) that this replica may meet: every one its node carries, and every one
+    not in another vendor's resource domain — its own vendor's (``huawei.com/npu`` for an Ascend pod) and the
+    admin's own keys (``dedicated``), so that such a taint added later, NoExecute included, does not evict it.
+
+    Left out: another vendor's accelerator taints (``nvidia.com/gpu`` on an Ascend pod) that its node does not
+    carry — as Kubernetes' ExtendedResourceToleration tolerates only the resources a pod requests. Each
+    toleration is an element of a keyed list the API server, the kubelet and every pod watcher handle in each
+    write of the pod; three or four of five were never needed (bench/pod_shape.py)."""
+    own = {_domain(r) for r in VENDOR_BY_NAME[slot.vendor].resources} | {_domain(slot.resource_name)}
+    foreign = {_domain(r) for v in VENDOR_BY_NAME.values() for r in v.resources} - own
+    carried = set(slot.node_taint_keys)
+    return [
+        {"key": key, "operator": "Exists"}
+        for key in sorted(set(tolerate))
+        if key in carried or _domain(key) not in foreign
+    ]
 
 
 def launch_config_map_name(job_name: str) -> str:
