@@ -13,6 +13,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -86,9 +87,15 @@ class EventRecorder:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued, for up to `timeout` seconds, then stop: the gangs bound just before a shutdown
+        (a rollout, the next leader taking over) keep their Running events; before, the process exited with
+        the queue full of them."""
+        deadline = time.monotonic() + timeout
         with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+            self._queue.put(None, timeout=timeout)
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def record(self, job: AITrainingJob, type_: str, reason: str, message: str) -> None:
         ref = {
