@@ -53,7 +53,7 @@ class AcceleratorNode:
     only a job whose template tolerates every one of them may use the node."""
     tolerated_taint_keys: tuple[str, ...] = ()
     """Keys of the NoSchedule/NoExecute taints it carries that the operator tolerates by itself: the pods placed
-    here must tolerate them (render.gang.pod_tolerations)."""
+    here must tolerate them (render.gang.operator_tolerations)."""
     labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
     """All of the node's labels, for the template's nodeSelector (changes are seen by the inventory's
     fingerprint, so they are left out of equality)."""

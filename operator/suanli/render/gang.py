@@ -267,7 +267,8 @@ def operator_tolerations(tolerate: Iterable[str], slot: GangSlot) -> list[dict[s
     Left out: another vendor's accelerator taints (``nvidia.com/gpu`` on an Ascend pod) that its node does not
     carry — as Kubernetes' ExtendedResourceToleration tolerates only the resources a pod requests. Each
     toleration is an element of a keyed list the API server, the kubelet and every pod watcher handle in each
-    write of the pod; three or four of five were never needed (bench/pod_shape.py)."""
+    write of the pod (bench/pod_shape.py measures what a pod's fields cost), and three or four of the five
+    default keys could never apply to a given pod."""
     own = {_domain(r) for r in VENDOR_BY_NAME[slot.vendor].resources} | {_domain(slot.resource_name)}
     foreign = {_domain(r) for v in VENDOR_BY_NAME.values() for r in v.resources} - own
     carried = set(slot.node_taint_keys)
