@@ -36,7 +36,7 @@ def test_cyclic_garbage_is_still_collected_without_an_explicit_collect(tuned: No
     peak = 0
 
     class Node:
-        __slots__ = ("other", "__weakref__")
+        __slots__ = ("__weakref__", "other")
 
         def __init__(self) -> None:
             nonlocal alive, peak

@@ -68,7 +68,8 @@ def bytes_of(value: object) -> int:
 
 # Every pod event re-reads its pod's requests, and a cluster uses a handful of distinct strings ("1", "4Gi",
 # "8"): remembering the last few thousand takes Decimal arithmetic off the watch path (a few per cent of the
-# operator's CPU under py-spy in bench/e2e.py). Bounded, so pods with ever-new strings cannot grow it; errors are not remembered.
+# operator's CPU under py-spy in bench/e2e.py). Bounded, so pods with ever-new strings cannot grow it; errors
+# are not remembered.
 @lru_cache(maxsize=4096)
 def _cpu_millis_text(value: str) -> int:
     return int((parse_quantity(value) * 1000).to_integral_value(rounding="ROUND_CEILING"))
