@@ -92,6 +92,7 @@ def _run_run(args: argparse.Namespace) -> int:
     import kopf
 
     from .controller import handlers  # noqa: F401 - importing registers the handlers with kopf
+    from .controller.gc_tuning import tune_garbage_collector
 
     if args.metrics_port is not None:
         os.environ["SUANLI_METRICS_PORT"] = str(args.metrics_port)
@@ -100,6 +101,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_garbage_collector()  # before the engine's first list, which decodes every node and pod of the cluster
     # Standalone: kopf runs the process (start-up, clean-up, liveness probe); which replica acts is decided
     # by the engine's own Lease (controller/leader.py), checked before every write, not by kopf peering.
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness or None)

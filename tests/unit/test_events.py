@@ -20,7 +20,8 @@ class SlowKube:
     """Answers each create after `delay` seconds; `hang` makes every create wait until released."""
 
     def __init__(self, delay: float = 0.0, hang: bool = False) -> None:
-        self.delay, self.created = delay, []  # type: ignore[var-annotated]
+        self.delay = delay
+        self.created: list[str] = []
         self.release = threading.Event()
         if not hang:
             self.release.set()

@@ -20,5 +20,5 @@ THRESHOLDS = (50_000, 20, 20)
 
 
 def tune_garbage_collector() -> None:
-    """Apply THRESHOLDS to this process (once, at start-up; the collector stays enabled)."""
+    """Apply THRESHOLDS to this process (`suanli run` does, at start-up; the collector stays enabled)."""
     gc.set_threshold(*THRESHOLDS)

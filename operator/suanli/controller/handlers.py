@@ -18,7 +18,6 @@ from kubernetes import client, config
 
 from ..settings import OperatorSettings
 from .engine import Controller, identity
-from .gc_tuning import tune_garbage_collector
 from .leader import LeaseElector
 
 
@@ -27,7 +26,6 @@ def configure(
     settings: kopf.OperatorSettings, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
     settings.posting.level = logging.WARNING
-    tune_garbage_collector()  # before the first list: it decodes every node and pod of the cluster
     ours = OperatorSettings.from_env()
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]

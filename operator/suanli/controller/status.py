@@ -89,13 +89,15 @@ class EventRecorder:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued, for up to `timeout` seconds, then stop: the gangs bound just before a shutdown
-        (a rollout, the next leader taking over) keep their Running events; before, the process exited with
-        the queue full of them."""
+        (a rollout, the next leader taking over) keep their Running events."""
+        if not self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            return
         deadline = time.monotonic() + timeout
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)
-        if self._thread.is_alive():
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def record(self, job: AITrainingJob, type_: str, reason: str, message: str) -> None:
         ref = {

@@ -16,7 +16,14 @@ from typing import Any
 
 from suanli.inventory import labels as L
 from suanli.inventory.deviceplugins import partition_resources, refusal
-from suanli.inventory.models import VENDOR_BY_NAME, VENDORS, VendorProfile, canonical_model, family_of
+from suanli.inventory.models import (
+    VENDOR_BY_NAME,
+    VENDORS,
+    VendorProfile,
+    canonical_model,
+    family_of,
+    is_card_resource,
+)
 from suanli.inventory.node import AcceleratorNode, SkippedNode, Taint
 from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis, parse_quantity
 from suanli.inventory.settings import InventorySettings
@@ -164,7 +171,7 @@ def _counts(resources: Mapping[str, Any]) -> dict[str, int]:
     """Card counts of the accelerator resources; other resources are parsed elsewhere or ignored."""
     out: dict[str, int] = {}
     for key, value in resources.items():
-        if not any(v.is_card_resource(key) for v in VENDORS):
+        if not is_card_resource(key):
             continue
         try:
             amount = parse_quantity(value)

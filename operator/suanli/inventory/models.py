@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,13 @@ VENDORS: tuple[VendorProfile, ...] = (
     ),
 )
 VENDOR_BY_NAME: Mapping[str, VendorProfile] = {v.name: v for v in VENDORS}
+
+
+@lru_cache(maxsize=1024)
+def is_card_resource(name: str) -> bool:
+    """Whether `name` is a whole-card accelerator resource of any vendor. Remembered (bounded): it is asked for
+    every resource of every pod event."""
+    return any(v.is_card_resource(name) for v in VENDORS)
 
 
 @dataclass(frozen=True)

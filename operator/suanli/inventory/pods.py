@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from suanli.inventory.labels import LINK_DOMAIN_ANNOTATION
-from suanli.inventory.models import VENDORS
+from suanli.inventory.models import is_card_resource
 from suanli.inventory.quantity import QuantityError, bytes_of, cpu_millis
 
 _TERMINAL = frozenset({"Succeeded", "Failed"})
@@ -61,12 +60,6 @@ def pod_usage(pod: Mapping[str, Any]) -> PodUsage | None:
         memory_bytes=int(totals.get("memory", 0)),
         link_domains=parse_link_domains(annotations.get(LINK_DOMAIN_ANNOTATION)),
     )
-
-
-@lru_cache(maxsize=1024)
-def is_card_resource(name: str) -> bool:
-    """Whether `name` is a whole-card accelerator resource of any vendor (remembered: asked on every pod event)."""
-    return any(v.is_card_resource(name) for v in VENDORS)
 
 
 def parse_link_domains(raw: object) -> tuple[int, ...] | None:

@@ -54,15 +54,19 @@ def parse_quantity(value: object) -> Decimal:
 
 def cpu_millis(value: object) -> int:
     """CPU in millicores, rounded up as the kubelet does."""
-    if type(value) is str:
-        return _cpu_millis_text(value)
-    return int((parse_quantity(value) * 1000).to_integral_value(rounding="ROUND_CEILING"))
+    return _cached_millis(value) if type(value) is str else _millis(value)
 
 
 def bytes_of(value: object) -> int:
     """Memory (or any countable resource) in base units, rounded up."""
-    if type(value) is str:
-        return _bytes_of_text(value)
+    return _cached_units(value) if type(value) is str else _units(value)
+
+
+def _millis(value: object) -> int:
+    return int((parse_quantity(value) * 1000).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def _units(value: object) -> int:
     return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
 
 
@@ -70,11 +74,5 @@ def bytes_of(value: object) -> int:
 # "8"): remembering the last few thousand takes Decimal arithmetic off the watch path (a few per cent of the
 # operator's CPU under py-spy in bench/e2e.py). Bounded, so pods with ever-new strings cannot grow it; errors
 # are not remembered.
-@lru_cache(maxsize=4096)
-def _cpu_millis_text(value: str) -> int:
-    return int((parse_quantity(value) * 1000).to_integral_value(rounding="ROUND_CEILING"))
-
-
-@lru_cache(maxsize=4096)
-def _bytes_of_text(value: str) -> int:
-    return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
+_cached_millis = lru_cache(maxsize=4096)(_millis)
+_cached_units = lru_cache(maxsize=4096)(_units)
