@@ -69,7 +69,7 @@ def api() -> Iterator[tuple[KubeApi, type[Recorder]]]:
 def test_a_server_behind_a_path_gets_every_request_under_it(api: tuple[KubeApi, type[Recorder]]) -> None:
     """A kubeconfig may reach the API server through a proxy path (Rancher's /k8s/clusters/<id>)."""
     kube, seen = api
-    cfg = client.Configuration(host=kube._host + "/k8s/clusters/c-1")
+    cfg = client.Configuration(host=str(kube._config.host) + "/k8s/clusters/c-1")
     behind = KubeApi(client.ApiClient(cfg), timeout=5)
     behind.bind("ns", "p", "n1")
     assert seen.seen[-1]["path"] == "/k8s/clusters/c-1/api/v1/namespaces/ns/pods/p/binding"

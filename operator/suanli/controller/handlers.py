@@ -33,7 +33,8 @@ def configure(
         config.load_kube_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     # A kept-alive connection for every thread that may call at once (request pool, gang and job workers,
-    # status writers, events, the feeds): beyond the pool size urllib3 drops connections, a TLS handshake each.
+    # status writers, events, the feeds): beyond the pool size idle connections are closed (urllib3's pool for
+    # the feeds, controller/transport.py's for the engine's calls), and each new one costs a TLS handshake.
     cfg.connection_pool_maxsize = ours.bind_workers + 2 * ours.gang_workers + 16
     api = client.ApiClient(cfg)
     me = identity()

@@ -2,8 +2,10 @@
 
 Plain JSON: the generated client (kubernetes 37) validates every call's arguments with pydantic and builds
 typed models from every response — at 1,600 pods the largest share of the operator's CPU. These calls
-need none of it. The same configuration, TLS, client certificates, proxy and bearer-token refresh apply;
-errors are the client's ApiException, so callers and fault-injection fakes see what the typed client raises.
+need none of it, nor urllib3's per-request machinery: requests go over the kept-alive connections of
+:mod:`.transport` (urllib3 only behind a proxy). The same configuration, TLS, client certificates, proxy and
+bearer-token refresh apply; errors are the client's ApiException, so callers and fault-injection fakes see
+what the typed client raises.
 
 Retries: one 429, 5xx, reset connection or timeout among a gang's 2N calls must not roll the whole gang
 back, so each request is retried with capped, jittered exponential back-off, honouring Retry-After, as
@@ -25,15 +27,12 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.client.rest import RESTClientObject
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..api.aitrainingjob import PLURAL
 from ..api.base import API_VERSION, GROUP, VERSION
+from .transport import Reply, TransportError, transport_for
 
 Body = dict[str, Any]
 Guard = Callable[[], bool]
@@ -48,37 +47,13 @@ class NotLeader(RuntimeError):
     """This replica's leadership lapsed: the write was not sent, and nothing else may be written."""
 
 
-_fence = threading.local()
-"""The guard of the request this thread is sending (the connection classes below read it)."""
+def _nothing() -> None:
+    return None
 
 
 def _check_fence_of(guard: Guard | None) -> None:
     if guard is not None and not guard():
         raise NotLeader("leadership lapsed before the request was sent")
-
-
-def _check_fence() -> None:
-    _check_fence_of(getattr(_fence, "guard", None))
-
-
-class _FencedHTTPConnection(HTTPConnection):
-    def send(self, data: Any) -> None:
-        _check_fence()
-        super().send(data)
-
-
-class _FencedHTTPSConnection(HTTPSConnection):
-    def send(self, data: Any) -> None:
-        _check_fence()
-        super().send(data)
-
-
-class _FencedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _FencedHTTPConnection
-
-
-class _FencedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _FencedHTTPSConnection
 
 
 def _q(segment: str) -> str:
@@ -91,8 +66,8 @@ def _resource(path: str) -> str:
     return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
 
 
-def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
-    value = resp.headers.get("Retry-After")
+def _retry_after(reply: Reply) -> float | None:
+    value = reply.headers.get("retry-after")
     try:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
@@ -116,10 +91,8 @@ class KubeApi:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._config = api.configuration
-        # A pool of our own (same TLS, proxy and credentials) whose connections check the fence.
-        self._pool = RESTClientObject(self._config).pool_manager
-        self._pool.pool_classes_by_scheme = {"http": _FencedHTTPConnectionPool, "https": _FencedHTTPSConnectionPool}
-        self._host = str(self._config.host).rstrip("/")
+        # Connections of our own (same TLS, proxy and credentials), checking the fence as the bytes go out.
+        self._transport = transport_for(self._config)
         self._base_headers = {**api.default_headers, "Accept": "application/json"}
         if user_agent:
             self._base_headers["User-Agent"] = user_agent
@@ -169,10 +142,11 @@ class KubeApi:
         Raises ApiException with the last status on a non-2xx answer (status 0 when no answer came back
         after every attempt), or NotLeader when the fence refuses the write.
         """
-        url = self._host + path + ("?" + urlencode(query) if query else "")
+        target = path + ("?" + urlencode(query) if query else "")
         data = orjson.dumps(body) if body is not None else None
         verb, resource = _VERBS.get(method, method.lower()), _resource(path)
         fenced = method != "GET"
+        before_send = self._fence_at_send if fenced else _nothing
         for attempt in range(self._attempts):
             if fenced:
                 _check_fence_of(self.guard)
@@ -180,28 +154,18 @@ class KubeApi:
             if data is not None:
                 headers["Content-Type"] = content_type
             code, retry_after = 0, None
-            _fence.guard = self.guard if fenced else None
             try:
-                resp = self._pool.request(
-                    method,
-                    url,
-                    body=data,
-                    headers=headers,
-                    timeout=urllib3.Timeout(total=timeout or self._timeout),
-                    retries=False,
-                    preload_content=True,
-                )
-                code = resp.status
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                error: ApiException = ApiException(status=0, reason=f"{type(exc).__name__}: {exc}")
+                reply = self._transport.send(method, target, data, headers, timeout or self._timeout, before_send)
+                code = reply.status
+            except TransportError as exc:
+                error: ApiException = ApiException(status=0, reason=str(exc))
             else:
                 if 200 <= code < 300:
-                    decoded: Body | None = orjson.loads(resp.data) if resp.data else None
+                    decoded: Body | None = orjson.loads(reply.data) if reply.data else None
                     return decoded
-                error = ApiException(status=code, reason=resp.reason, body=resp.data.decode(errors="replace"))
-                retry_after = _retry_after(resp)
+                error = ApiException(status=code, reason=reply.reason, body=reply.data.decode(errors="replace"))
+                retry_after = _retry_after(reply)
             finally:
-                _fence.guard = None
                 if self._observe is not None:
                     self._observe(verb, resource, code)
             if code not in RETRYABLE_STATUS and code != 0:
@@ -209,6 +173,13 @@ class KubeApi:
             if attempt + 1 < self._attempts:
                 self._sleep(self._delay(attempt, retry_after))
         raise error
+
+    def _fence_at_send(self) -> None:
+        _check_fence_of(self.guard)
+
+    def close(self) -> None:
+        """Close the kept-alive connections (a new request opens new ones)."""
+        self._transport.close()
 
     # -- the calls the engine makes ----------------------------------------------------------------
 
