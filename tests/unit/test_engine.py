@@ -13,7 +13,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from suanli.api.aitrainingjob import JobPhase
+from suanli.controller.cache import UNPLACED_PHASES
 from suanli.controller.engine import Controller
+from suanli.controller.scheduler import WAITING
 from suanli.render.gang import PLAN_ANNOTATION, PLAN_VERSION_ANNOTATION, PLANNED_NODE_ANNOTATION
 from suanli.render.ranktable import ASCEND_910_ANNOTATION
 from suanli.settings import OperatorSettings
@@ -465,6 +468,35 @@ def test_per_job_state_goes_with_the_job(setup: tuple[Controller, FakeKube]) -> 
                   engine.scheduler._preempting):
         assert key not in state
     assert engine.queue.failures(key) == 0 and engine.cache.job(key) is None
+
+
+def test_a_cycle_looks_only_at_jobs_that_still_need_a_placement(setup: tuple[Controller, FakeKube]) -> None:
+    """Placed gangs are not re-examined on every cycle (at 200 running gangs that was a fifth of the operator's
+    CPU); a job needing a placement again (a restart) or new, is; a deleted one is forgotten."""
+    engine, fake = setup
+    submit(engine, fake, job("a", replicas=1), job("b", replicas=1))
+    cycle(engine, fake)
+    assert phase(fake, "a") == phase(fake, "b") == "Running" and engine.cache.unplaced_jobs() == []
+    submit(engine, fake, job("c", replicas=1))
+    looked_at: list[tuple[str, str]] = []
+    held_back = engine.scheduler._held_back
+    engine.scheduler._held_back = lambda key, now: looked_at.append(key) or held_back(key, now)  # type: ignore[method-assign]
+    engine.schedule()
+    engine.drain()
+    assert looked_at == [("ns", "c")] and phase(fake, "c") == "Running"
+    sync(engine, fake)
+    gone = fake.objects.pop(("pods", "ns", "a-g0-0"))
+    engine.on_pod("DELETED", gone)
+    engine.reconcile_queued()
+    assert phase(fake, "a") == "Restarting"
+    sync(engine, fake)
+    assert [k for k, _ in engine.cache.unplaced_jobs()] == [("ns", "a")], "a restart needs a placement again"
+    engine.on_job("DELETED", fake.objects.pop(("aitrainingjobs", "ns", "a")))
+    assert engine.cache.unplaced_jobs() == []
+
+
+def test_the_cycles_index_holds_every_phase_the_cycle_acts_on() -> None:
+    assert {*WAITING, JobPhase.SCHEDULING} == UNPLACED_PHASES
 
 
 def test_ready_replicas_is_written_at_most_once_a_second_per_job(setup: tuple[Controller, FakeKube]) -> None:

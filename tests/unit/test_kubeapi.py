@@ -174,3 +174,12 @@ def test_requests_say_which_replica_sent_them(api: tuple[KubeApi, type[Recorder]
     assert seen.seen[0]["user_agent"] == "suanli/replica-0"
     assert seen.seen[0]["body"]["metadata"] == {"name": "j", "namespace": "ns", "resourceVersion": "42"}, \
         "optimistic concurrency"
+
+
+def test_a_name_that_is_not_a_plain_segment_is_quoted(api: tuple[KubeApi, type[Recorder]]) -> None:
+    """Names from the API are DNS labels and go as they are; anything else cannot escape its path segment."""
+    kube, seen = api
+    kube.read("team-a", "pods", "p-1.x")
+    kube.read("team a", "pods", "../x?y=1#z")
+    assert [s["path"] for s in seen.seen] == ["/api/v1/namespaces/team-a/pods/p-1.x",
+                                              "/api/v1/namespaces/team%20a/pods/..%2Fx%3Fy%3D1%23z"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.aitrainingjob import AITrainingJob, name_problem, parse_job
+from ..api.aitrainingjob import AITrainingJob, JobPhase, name_problem, parse_job
 from ..api.errors import SpecError
 from ..inventory import Inventory, InventorySettings
 from ..inventory.pods import PodKey
@@ -31,6 +31,8 @@ from ..inventory.pods import PodKey
 JobKey = tuple[str, str]
 Obj = dict[str, Any]
 KIND = "AITrainingJob"
+UNPLACED_PHASES = frozenset({None, JobPhase.PENDING, JobPhase.RESTARTING, JobPhase.SCHEDULING})
+"""Phases of a job the scheduler still has work for: waiting for a placement, or its gang mid-bind."""
 
 
 def job_key(obj: Mapping[str, Any]) -> JobKey:
@@ -134,6 +136,8 @@ class ClusterCache:
         self.on_stranger = on_stranger
         self.on_job_deleted = on_job_deleted
         self._jobs: dict[JobKey, Obj] = {}
+        self._unplaced: dict[JobKey, Obj] = {}
+        """The jobs of `_jobs` in an UNPLACED_PHASES phase: all a scheduling cycle looks at (see unplaced_jobs)."""
         self._uids: dict[str, JobKey] = {}
         self._pods: dict[PodKey, Obj] = {}
         """Every pod's last-seen object (for resourceVersion ordering)."""
@@ -203,6 +207,7 @@ class ClusterCache:
         with self.lock:
             if event == "DELETED":
                 old = self._jobs.pop(key, None)
+                self._unplaced.pop(key, None)
                 if old is not None:
                     self._uids.pop(str(old["metadata"].get("uid") or ""), None)
                 self._forget(key)
@@ -213,6 +218,10 @@ class ClusterCache:
                 if current is not None and current["metadata"].get("uid") != uid:
                     self._uids.pop(str(current["metadata"].get("uid") or ""), None)
                 self._jobs[key] = job
+                if (job.get("status") or {}).get("phase") in UNPLACED_PHASES:
+                    self._unplaced[key] = job
+                else:
+                    self._unplaced.pop(key, None)
                 self._uids[uid] = key
         if event == "DELETED":
             self.on_job_deleted(key)
@@ -308,6 +317,14 @@ class ClusterCache:
     def jobs(self) -> list[tuple[JobKey, Obj]]:
         with self.lock:
             return list(self._jobs.items())
+
+    def unplaced_jobs(self) -> list[tuple[JobKey, Obj]]:
+        """The jobs with no placement yet (no status, Pending, Restarting) or mid-bind (Scheduling).
+
+        Why an index: a scheduling cycle runs on every batch of events and looked at every job, placed or not —
+        at 200 running gangs a fifth of the operator's CPU went to skipping them (yappi, issue 12)."""
+        with self.lock:
+            return list(self._unplaced.items())
 
     def job_keys(self) -> list[JobKey]:
         with self.lock:

@@ -20,6 +20,7 @@ that write once its leadership has lapsed.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -56,8 +57,12 @@ def _check_fence_of(guard: Guard | None) -> None:
         raise NotLeader("leadership lapsed before the request was sent")
 
 
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._-]*")
+"""What an object's name or namespace is (DNS-1123): nothing in it needs quoting."""
+
+
 def _q(segment: str) -> str:
-    return quote(segment, safe="")
+    return segment if _PLAIN_SEGMENT.fullmatch(segment) else quote(segment, safe="")
 
 
 def _resource(path: str) -> str:

@@ -117,7 +117,7 @@ class Scheduler:
     def schedule(self) -> None:
         self.cycles += 1
         now = time.monotonic()
-        jobs = self.cache.jobs()
+        jobs = self.cache.unplaced_jobs()
         with self._lock:
             candidates = [(k, raw) for k, raw in jobs if not self._held_back(k, now)]
         # 1. resume persisted plans before anything else is planned

@@ -8,8 +8,9 @@ namespace's own Pod Security level still judges the pod the operator creates.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+import orjson
 
 from ..api.aitrainingjob import ReplicaTemplate
 
@@ -21,8 +22,9 @@ CONTAINER_DEFAULT: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabil
 
 def _merged(default: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
     """Suanli's default with each top-level key the job sets replaced whole (capabilities too: a job that
-    sets them says exactly which it wants)."""
-    return {**copy.deepcopy(default), **copy.deepcopy(override or {})}
+    sets them says exactly which it wants). Copies through JSON, which these are: copy.deepcopy of the two,
+    for every container of every pod, was ~2 % of the operator's CPU while gangs bound (yappi, issue 12)."""
+    return {**orjson.loads(orjson.dumps(default)), **(orjson.loads(orjson.dumps(override)) if override else {})}
 
 
 def secure_pod(spec: dict[str, Any], template: ReplicaTemplate) -> None:
