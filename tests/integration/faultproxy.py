@@ -3,7 +3,8 @@
 The operator talks plain HTTP/1.1 to the proxy (a kubeconfig from `write_kubeconfig` points it there and
 carries the cluster's bearer token); the proxy speaks TLS to the real API server, verified against the
 cluster's CA. Plain HTTP on the loopback leg keeps the proxy free of certificates of its own while the
-client code path (urllib3 for the official client, aiohttp for kopf) stays the one used in production.
+client code paths (the engine's own transport, controller/transport.py; urllib3 for the official client's
+watches; aiohttp for kopf) stay the ones used in production.
 
 Eligible requests (method in `Faults.methods`, path matching `Faults.paths`, never a watch) get the added
 latency and, with probability `Faults.fraction`, one fault from `Faults.kinds`:

@@ -327,3 +327,21 @@ def test_the_proxy_path_runs_the_hook_too(peer: Callable[[Handler], Peer]) -> No
 def test_an_address_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         DirectTransport(client.Configuration(host="ftp://api.example"))
+
+
+def test_connections_are_reused_with_more_than_1024_descriptors_open(peer: Callable[[Handler], Peer]) -> None:
+    """select() refuses descriptors above 1,023; an operator with many open must still reuse connections."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held = [socket.socket() for _ in range(1030)]
+    try:
+        p = peer(keep_alive_server(lambda *_: ok(b"1")))
+        t = direct(p.url)
+        assert [send(t).data for _ in range(3)] == [b"1"] * 3
+        assert p.accepted == 1
+    finally:
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
