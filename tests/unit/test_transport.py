@@ -48,6 +48,8 @@ class Peer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.accepted = 0
         self.requests: list[str] = []
+        self.closed = threading.Semaphore(0)
+        """Released each time the server has closed a connection."""
         self._threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -73,6 +75,7 @@ class Peer:
             pass
         finally:
             conn.close()
+            self.closed.release()
 
     def close(self) -> None:
         self.sock.close()
@@ -191,7 +194,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(peer: Callable[
     p = peer(handler)
     t = direct(p.url)
     assert send(t).data == b"1"
-    time.sleep(0.2)
+    assert p.closed.acquire(timeout=10), "the server closed its end"
     assert send(t).data == b"1", "a fresh connection, no error"
     assert p.accepted == 2
 

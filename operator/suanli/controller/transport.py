@@ -2,9 +2,9 @@
 protocol allows.
 
 Why not urllib3 for every call: each of a gang's 2N creates and binds went through urllib3's pool manager,
-http.client's request and response objects and the email package's header parser — ~600-700 us of the
-operator's CPU per call against ~200 us for the same call written straight to a kept-alive socket (measured
-against the same API server, one thread and 32; docs/benchmarks.md issue 12's seventh round). The API server
+http.client's request and response objects and the email package's header parser — ~550-670 us of the
+operator's CPU per call against ~220-260 us for the same call written straight to a kept-alive socket
+(bench/transport.py: the same API server, one thread and 32; docs/benchmarks.md issue 12's seventh round). The API server
 is on the same two cores in the benchmark and on busy control planes in the field, so the client's CPU is
 the scheduler's throughput.
 
