@@ -4,9 +4,9 @@ protocol allows.
 Why not urllib3 for every call: each of a gang's 2N creates and binds went through urllib3's pool manager,
 http.client's request and response objects and the email package's header parser — ~550-670 us of the
 operator's CPU per call against ~220-260 us for the same call written straight to a kept-alive socket
-(bench/transport.py: the same API server, one thread and 32; docs/benchmarks.md issue 12's seventh round). The API server
-is on the same two cores in the benchmark and on busy control planes in the field, so the client's CPU is
-the scheduler's throughput.
+(bench/transport.py: the same API server, one thread and 32; docs/benchmarks.md issue 12's seventh round).
+The API server is on the same two cores in the benchmark and on busy control planes in the field, so the
+client's CPU is the scheduler's throughput.
 
 `DirectTransport` speaks just what the API server answers: a status line, headers, and a body delimited by
 Content-Length, chunked encoding or the connection's close. TLS is the Python ssl module's, set from the same
@@ -53,6 +53,8 @@ class TransportError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """One HTTP answer, its body read whole."""
+
     status: int
     reason: str
     headers: dict[str, str]
