@@ -268,6 +268,28 @@ def test_a_header_with_a_line_break_is_refused_before_sending(peer: Callable[[Ha
     assert p.accepted == 0
 
 
+def test_a_path_that_would_split_the_request_line_is_refused(peer: Callable[[Handler], Peer]) -> None:
+    p = peer(keep_alive_server(lambda *_: ok(b"")))
+    t = direct(p.url)
+    for path in ("/x HTTP/1.1\r\nX-Admin: yes\r\n\r\nGET /y", "/a b", "/a\nb"):
+        with pytest.raises(ValueError, match="refused"):
+            t.send("GET", path, None, {}, 5, _nothing)
+    assert p.accepted == 0
+
+
+def test_credentials_in_the_address_stay_out_of_the_host_header(peer: Callable[[Handler], Peer]) -> None:
+    hosts: list[str] = []
+
+    def handler(conn: socket.socket, _: int) -> None:
+        req = read_request(conn)
+        assert req is not None
+        hosts.append(req[1]["host"])
+        conn.sendall(ok(b""))
+    p = peer(handler)
+    send(direct(p.url.replace("http://", "http://user:secret@")))
+    assert hosts == [p.url.removeprefix("http://")]
+
+
 def test_the_hook_runs_before_the_first_byte_and_can_stop_the_request(peer: Callable[[Handler], Peer]) -> None:
     p = peer(keep_alive_server(lambda line, _: (p.requests.append(line), ok(b"{}"))[1]))
     t = direct(p.url)

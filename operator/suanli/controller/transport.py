@@ -248,7 +248,7 @@ class DirectTransport:
         self._tls = url.scheme == "https"
         self._address = (url.hostname, url.port or (443 if self._tls else 80))
         self._prefix = url.path.rstrip("/")
-        self._host_header = f"Host: {url.netloc}\r\n".encode("latin-1")
+        self._host_header = f"Host: {url.netloc.rpartition('@')[2]}\r\n".encode("latin-1")  # no user:password@
         self._ctx = _ssl_context(config) if self._tls else None
         self._server_name = config.tls_server_name or (
             config.assert_hostname if isinstance(config.assert_hostname, str) else url.hostname)
@@ -299,6 +299,8 @@ class DirectTransport:
 
     def send(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], timeout: float,
              before_send: BeforeSend) -> Reply:
+        if any(c in path for c in " \r\n"):
+            raise ValueError(f"a request path with a space or line break is refused: {path[:80]!r}")
         head = f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._host_header \
             + _header_block(headers)
         if body is not None:
