@@ -182,10 +182,6 @@ class KubeApi:
     def _fence_at_send(self) -> None:
         _check_fence_of(self.guard)
 
-    def close(self) -> None:
-        """Close the kept-alive connections (a new request opens new ones)."""
-        self._transport.close()
-
     # -- the calls the engine makes ----------------------------------------------------------------
 
     def create(self, ns: str, plural: str, body: Body) -> Body:

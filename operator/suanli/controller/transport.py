@@ -48,7 +48,7 @@ _READ_SIZE = 1 << 16
 
 class TransportError(OSError):
     """The request got no usable answer: connection refused, reset or closed early, timed out, or a response
-    that is not HTTP/1.1. The connection is discarded; the caller decides whether to try again."""
+    that is not HTTP/1.x. The connection is discarded; the caller decides whether to try again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +67,6 @@ class Transport(Protocol):
              before_send: BeforeSend) -> Reply:
         """Send one request for `path` (under the configured host, query included); raises TransportError
         when no answer came back, and whatever `before_send` raises, without sending."""
-        ...
-
-    def close(self) -> None:
-        """Close the idle connections."""
         ...
 
 
@@ -148,7 +144,7 @@ class _Connection:
         self.buf += data
         return True
 
-    def _line(self, deadline: float, limit: int = MAX_HEADER_BYTES) -> bytes:
+    def _line(self, deadline: float) -> bytes:
         start = 0
         while True:
             end = self.buf.find(b"\r\n", start)
@@ -156,7 +152,7 @@ class _Connection:
                 line = bytes(self.buf[:end])
                 del self.buf[: end + 2]
                 return line
-            if len(self.buf) > limit:
+            if len(self.buf) > MAX_HEADER_BYTES:
                 raise TransportError("a response line longer than the client accepts")
             start = max(0, len(self.buf) - 1)
             self._fill(deadline)
@@ -212,7 +208,7 @@ class _Connection:
         status_line, *lines = block.split("\r\n")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise TransportError(f"not an HTTP/1.1 response: {status_line[:80]!r}")
+            raise TransportError(f"not an HTTP/1.x response: {status_line[:80]!r}")
         headers: dict[str, str] = {}
         for line in lines:
             name, sep, value = line.partition(":")
@@ -335,12 +331,6 @@ class DirectTransport:
             conn.close()
         return reply
 
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
 
 # -- through urllib3 (proxies) ------------------------------------------------------------------------
 
@@ -393,8 +383,5 @@ class PoolTransport:
         finally:
             _before_send.hook = None
         return Reply(resp.status, resp.reason or "", {k.lower(): v for k, v in resp.headers.items()}, resp.data)
-
-    def close(self) -> None:
-        self._pool.clear()
 
 
