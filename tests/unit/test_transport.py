@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -370,3 +371,16 @@ def test_connections_are_reused_with_more_than_1024_descriptors_open(peer: Calla
         for s in held:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_ca_or_client_certificate_that_cannot_be_read_names_the_setting(tmp_path: Path) -> None:
+    """Found when the engine's client is built (the operator's start), not on the first write."""
+    url = "https://api.example:6443"
+    with pytest.raises(ValueError, match=r"certificate-authority.*missing-ca\.crt"):
+        direct(url, ssl_ca_cert=str(tmp_path / "missing-ca.crt"))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ValueError, match=r"certificate-authority.*garbage\.pem"):
+        direct(url, ssl_ca_cert=str(garbage))
+    with pytest.raises(ValueError, match=r"client-certificate.*garbage\.pem"):
+        direct(url, cert_file=str(garbage), key_file=str(garbage))

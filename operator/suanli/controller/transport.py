@@ -81,17 +81,27 @@ def transport_for(config: client.Configuration) -> Transport:
 
 
 def _ssl_context(config: client.Configuration) -> ssl.SSLContext:
+    """The TLS settings of `config`; a CA or client certificate that cannot be read is a ValueError naming the
+    kubeconfig setting and the file (the ssl module's own error names neither)."""
     cadata = getattr(config, "ca_cert_data", None)
     if isinstance(cadata, bytes):
         cadata = cadata.decode()
-    ctx = ssl.create_default_context(cafile=config.ssl_ca_cert or None, cadata=cadata or None)
+    try:
+        ctx = ssl.create_default_context(cafile=config.ssl_ca_cert or None, cadata=cadata or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"the API server's CA (kubeconfig certificate-authority, here {config.ssl_ca_cert!r}) "
+                         f"cannot be read: {exc}") from exc
     if not config.verify_ssl:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     elif config.assert_hostname is False:
         ctx.check_hostname = False
     if config.cert_file:
-        ctx.load_cert_chain(config.cert_file, config.key_file or None)
+        try:
+            ctx.load_cert_chain(config.cert_file, config.key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"the client certificate (kubeconfig client-certificate {config.cert_file!r}, "
+                             f"client-key {config.key_file!r}) cannot be read: {exc}") from exc
     return ctx
 
 
